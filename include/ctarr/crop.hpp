@@ -1,0 +1,47 @@
+// ctarr — map atlas boxes into a scan and crop its original voxels.
+#pragma once
+
+#include "ctarr/image.hpp"
+#include "ctarr/regions.hpp"
+
+#include <optional>
+#include <string>
+#include <vector>
+
+namespace ctarr {
+
+struct CropOptions {
+  std::optional<double> margin_mm;                   // overrides the region's margin (atlas mm, every side)
+  bool pad = false;                                  // pad to the whole box instead of clipping to the scan
+  std::optional<float> pad_value;                    // value for padding; unset: the scan's minimum
+  std::optional<Eigen::Vector3d> target_spacing_mm;  // resample the crop (linear) when set
+  bool z_only = false;                               // crop along the scan's superior-inferior axis only
+};
+
+// One atlas box mapped into the scan's voxel grid.
+struct MappedBox {
+  Box<Atlas> atlas_box;     // with margin
+  Box<Scanner> scanner_box; // bounding box of the mapped atlas box, scanner mm
+  IndexBox requested;       // [start, end) voxel range of the whole box (may extend outside the scan)
+  IndexBox clipped;         // requested ∩ scan
+  bool was_clipped = false;
+  bool misses_scan = false;
+  double fraction_inside = 0.0;  // clipped voxels / requested voxels
+};
+
+MappedBox map_box(const Box<Atlas>& atlas_box, const Affine<Atlas, Scanner>& atlas_to_scanner,
+                  const Grid<Scanner>& scan_grid, const CropOptions& options);
+
+// Grid of the voxels [range.start, range.end) of `grid` (may extend outside it): same direction and spacing,
+// origin at the world position of range.start. Every voxel keeps its world position.
+Grid<Scanner> subgrid(const Grid<Scanner>& grid, const IndexBox& range);
+
+// Crops the original voxels (no interpolation); pads when options.pad, resamples when target spacing is set.
+template <class T>
+Image<T> crop_image(const Image<T>& scan, const MappedBox& box, const CropOptions& options, T pad_value);
+
+// Pastes a crop back into a grid (inverse of crop_image without resampling); voxels outside the crop keep `canvas`.
+template <class T>
+void paste_image(const Image<T>& crop, const IndexBox& range, Image<T>& canvas);
+
+}  // namespace ctarr

@@ -1,0 +1,63 @@
+// ctarr — reading and writing images (ITK stays behind this header).
+#pragma once
+
+#include "ctarr/image.hpp"
+
+#include <cstdint>
+#include <string>
+#include <vector>
+
+namespace ctarr {
+
+// Voxel type an image is stored with on disk; crops are written with the input's type so values stay exact.
+enum class PixelType { UInt8, Int8, UInt16, Int16, UInt32, Int32, Float32, Float64 };
+const char* to_string(PixelType t) noexcept;
+
+struct ScanInfo {
+  std::string path;                   // as given by the user
+  std::string format;                 // "nifti", "nrrd", "meta", "dicom"
+  PixelType stored_type = PixelType::Float32;  // smallest type holding every voxel exactly (after NIfTI scaling)
+  std::vector<std::string> warnings;  // e.g. gantry tilt resampled, uneven slice spacing, missing slice
+  std::string series_uid;             // DICOM only: the series chosen
+  std::string series_description;     // DICOM only
+  int slices_read = 0;                // DICOM only
+};
+
+// A CT as read: voxel values (HU for CT) as float on the scan's grid, plus how it was read.
+struct Scan {
+  Image<float> image;
+  ScanInfo info;
+};
+
+// Reads a 3D scan: a NIfTI (.nii, .nii.gz), NRRD (.nrrd, .nhdr), MetaImage (.mha, .mhd) file or a DICOM series
+// given as a directory. DICOM: the CT series with the most slices wins (localizers and secondary captures are
+// ignored), slices are ordered by position along the slice normal, spacing comes from the positions, and a gantry
+// tilt is resampled onto an orthogonal grid with a warning. Origin, spacing and direction are kept exactly.
+// Throws UnreadableInput (missing/corrupt/not an image) or UnsupportedGeometry (2D, 4D, bad spacing, shear).
+Scan read_scan(const std::string& path);
+
+// Reads an integer label map (any integer or float voxel type holding integers). Same geometry checks as
+// read_scan. Files only (no DICOM).
+Image<std::uint16_t> read_label_map(const std::string& path);
+
+// Reads a multi-channel image (4D NIfTI, 4th dimension = channel) with a 3D grid.
+MultiChannelImage<Scanner> read_multichannel(const std::string& path);
+
+// Writes atomically: a temporary file in the target folder, then rename. The format follows the extension
+// (.nii.gz, .nii, .nrrd, .mha). Throws OutputNotWritable naming the path.
+void write_image(const Image<float>& image, const std::string& path, PixelType type = PixelType::Float32);
+void write_image(const Image<std::uint8_t>& image, const std::string& path);
+void write_image(const Image<std::uint16_t>& image, const std::string& path);
+void write_multichannel(const MultiChannelImage<Scanner>& image, const std::string& path);
+
+// Atomically writes a text file (temp + rename). Throws OutputNotWritable.
+void write_text_file(const std::string& path, const std::string& text);
+// Reads a whole text file. Throws UnreadableInput naming the path.
+std::string read_text_file(const std::string& path);
+
+// True for paths ending in an image extension ctarr can read (.nii, .nii.gz, .nrrd, .nhdr, .mha, .mhd).
+bool has_image_extension(const std::string& path);
+// File name without folder and image extension ("a/b/scan.nii.gz" -> "scan").
+std::string image_stem(const std::string& path);
+
+}  // namespace ctarr

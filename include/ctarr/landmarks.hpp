@@ -1,0 +1,57 @@
+// ctarr — centre-of-mass landmarks of soft masks, and the orientation search that initialises the fit.
+#pragma once
+
+#include "ctarr/classes.hpp"
+#include "ctarr/image.hpp"
+
+#include <array>
+#include <string>
+#include <vector>
+
+namespace ctarr {
+
+template <class Frame>
+struct Landmarks {
+  std::array<Eigen::Vector3d, kNumClasses> centre_mm{};  // centre of mass, world mm of Frame
+  std::array<double, kNumClasses> volume_ml{};           // sum of probabilities x voxel volume
+};
+
+// soft_masks: kNumClasses channels (class c in channel c), probabilities in [0, 1].
+template <class Frame>
+Landmarks<Frame> extract_landmarks(const MultiChannelImage<Frame>& soft_masks);
+
+struct LandmarkOptions {
+  double present_fraction = 0.25;  // a class counts as seen when scan volume >= this x atlas volume
+  int min_classes_for_search = 4;  // fewer seen classes: translation only, no orientation search
+  bool search_xy_flips = false;    // also try mirrored x / y (off: a mirrored patient is rare)
+  bool fit_scale = true;           // isotropic scale in the landmark fit (only when searching)
+};
+
+// One candidate orientation tried by the search.
+struct OrientationCandidate {
+  std::string name;              // e.g. "rot90", "rot180+zflip"
+  Eigen::Matrix3d rotation;      // applied to scanner mm before scale and translation
+  double rms_error_mm = 0.0;     // weighted RMS landmark error after the best translation (and scale)
+};
+
+// x_atlas = scale * rotation * (x_scanner - pivot_scanner) + pivot_atlas
+struct InitialFit {
+  Eigen::Matrix3d rotation = Eigen::Matrix3d::Identity();
+  std::string orientation = "identity";
+  double scale = 1.0;
+  Eigen::Vector3d pivot_scanner_mm = Eigen::Vector3d::Zero();
+  Eigen::Vector3d pivot_atlas_mm = Eigen::Vector3d::Zero();
+  std::array<double, kNumClasses> weights{};  // normalised, sum 1 over classes seen
+  std::vector<int> classes_seen;              // 0-based class indices
+  bool searched = false;                      // false: too few classes, translation only
+  std::vector<OrientationCandidate> candidates;
+  Affine<Scanner, Atlas> scanner_to_atlas() const;
+};
+
+// Throws FitFailed when no class is seen at all.
+InitialFit initial_fit(const Landmarks<Scanner>& scan, const Landmarks<Atlas>& atlas, const LandmarkOptions& options = {});
+
+// The 4 in-plane rotations x optional z-flip (and x/y flips if asked), identity first.
+std::vector<OrientationCandidate> orientation_candidates(bool xy_flips);
+
+}  // namespace ctarr

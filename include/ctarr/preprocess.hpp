@@ -1,0 +1,67 @@
+// ctarr — canonical orientation, resampling and intensity windows.
+#pragma once
+
+#include "ctarr/image.hpp"
+
+#include <array>
+#include <utility>
+#include <vector>
+
+namespace ctarr {
+
+// Axis permutation and flips that bring a grid closest to the identity direction (LPS-aligned axes).
+// Canonical axis a reads input axis `axis[a]`, reversed when `flip[a]`. No interpolation is involved:
+// every voxel keeps its world position.
+struct Reorientation {
+  std::array<int, 3> axis{0, 1, 2};
+  std::array<bool, 3> flip{false, false, false};
+  bool is_identity() const { return axis == std::array<int, 3>{0, 1, 2} && flip == std::array<bool, 3>{false, false, false}; }
+};
+
+// The reorientation that makes `grid`'s direction closest to identity.
+Reorientation canonical_reorientation(const Eigen::Matrix3d& direction);
+
+// Grid of the reoriented image (same world positions, permuted/flipped index axes).
+Grid<Scanner> reorient_grid(const Grid<Scanner>& grid, const Reorientation& r);
+
+// Reorients voxels; out.grid == reorient_grid(in.grid, r).
+template <class T>
+Image<T> reorient(const Image<T>& image, const Reorientation& r);
+
+// Index in the reoriented grid -> index in the original grid.
+Index3 reoriented_to_original(const Index3& idx, const Grid<Scanner>& original, const Reorientation& r);
+
+// A grid with `spacing_mm` isotropic voxels covering `grid`'s extent, same direction and same first-voxel
+// corner (the boundary of voxel 0's cell).
+Grid<Scanner> isotropic_grid(const Grid<Scanner>& grid, double spacing_mm);
+
+// Trilinear resampling of `image` onto `target` (same frame). When a target voxel is coarser than the source
+// along an axis, the source is first smoothed with a Gaussian (anti-aliasing). Outside the source: `outside`.
+Image<float> resample_linear(const Image<float>& image, const Grid<Scanner>& target, float outside, bool antialias = true);
+
+// Nearest-neighbour resampling (labels).
+template <class T>
+Image<T> resample_nearest(const Image<T>& image, const Grid<Scanner>& target, T outside);
+
+// One intensity window [lower, upper] HU, scaled to [0, 1] and clamped.
+using WindowHU = std::pair<float, float>;
+inline const std::vector<WindowHU>& default_windows_hu() {
+  static const std::vector<WindowHU> w{{-500.0f, 1300.0f}, {-1024.0f, 150.0f}, {-150.0f, 250.0f}};
+  return w;
+}
+
+struct PreprocessOptions {
+  double spacing_mm = 3.0;
+  std::vector<WindowHU> windows_hu = default_windows_hu();
+};
+
+struct PreprocessResult {
+  Reorientation reorientation;         // input grid -> canonical grid
+  Grid<Scanner> canonical_grid;        // input voxels, canonical axis order
+  MultiChannelImage<Scanner> network_input;  // one channel per window, on the isotropic canonical grid
+};
+
+// Input scan (HU) -> canonical orientation -> isotropic resampling -> windows.
+PreprocessResult preprocess(const Image<float>& scan_hu, const PreprocessOptions& options = {});
+
+}  // namespace ctarr

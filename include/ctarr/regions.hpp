@@ -1,0 +1,31 @@
+// ctarr — named regions: boxes in atlas millimetres (regions/<name>.json).
+#pragma once
+
+#include "ctarr/geometry.hpp"
+
+#include <string>
+#include <vector>
+
+namespace ctarr {
+
+struct Region {
+  std::string name;
+  std::vector<Box<Atlas>> boxes;  // atlas mm, LPS
+  double margin_mm = 10.0;        // default margin added on every side when cropping
+  std::string provenance_json = "{}";  // how the boxes were made (command, inputs, threshold)
+};
+
+// Parses one region file. Throws UnreadableInput naming the file and the problem (missing fields, lower > upper,
+// frame other than "atlas").
+Region load_region(const std::string& path);
+// Every *.json in `dir` (sorted by name).
+std::vector<Region> load_regions(const std::string& dir);
+// `dir`/<name>.json; throws Usage listing the available names when there is none.
+Region find_region(const std::string& dir, const std::string& name);
+std::string region_to_json(const Region& region);
+void save_region(const Region& region, const std::string& path);
+
+// Boxes that overlap (or touch) are merged into their bounding box until none overlap.
+std::vector<Box<Atlas>> merge_overlapping(std::vector<Box<Atlas>> boxes);
+
+}  // namespace ctarr
