@@ -219,6 +219,38 @@ Image<T> resample_nearest(const Image<T>& image, const Grid<Scanner>& target, T 
   return out;
 }
 
+MultiChannelImage<Scanner> label_fractions(const Image<std::uint8_t>& labels, const Grid<Scanner>& target, int classes) {
+  MultiChannelImage<Scanner> out(target, classes);
+  std::vector<float> total(static_cast<std::size_t>(target.voxels()), 0.0f);
+  const Eigen::Matrix3d m = target.spacing.cwiseInverse().asDiagonal() * target.direction.transpose() *
+                            labels.grid.direction * labels.grid.spacing.asDiagonal();
+  const Eigen::Vector3d b =
+      target.spacing.cwiseInverse().asDiagonal() * target.direction.transpose() * (labels.grid.origin - target.origin);
+  const Index3 n = labels.grid.size;
+  const std::size_t tv = static_cast<std::size_t>(target.voxels());
+  for (std::int64_t k = 0; k < n[2]; ++k)
+    for (std::int64_t j = 0; j < n[1]; ++j) {
+      const Eigen::Vector3d row0 = m * Eigen::Vector3d(0.0, static_cast<double>(j), static_cast<double>(k)) + b;
+      const std::uint8_t* src = &labels.at(Index3{{0, j, k}});
+      for (std::int64_t i = 0; i < n[0]; ++i) {
+        const Eigen::Vector3d c = row0 + m.col(0) * static_cast<double>(i);
+        Index3 t;
+        for (int a = 0; a < 3; ++a) t[a] = static_cast<std::int64_t>(std::floor(c[a] + 0.5));
+        if (!target.contains(t)) continue;
+        const std::size_t v = target.linear(t);
+        total[v] += 1.0f;
+        const int label = src[i];
+        if (label >= 1 && label <= classes) out.data[static_cast<std::size_t>(label - 1) * tv + v] += 1.0f;
+      }
+    }
+  for (int c = 0; c < classes; ++c) {
+    float* ch = out.channel(c);
+    for (std::size_t v = 0; v < tv; ++v)
+      if (total[v] > 0.0f) ch[v] /= total[v];
+  }
+  return out;
+}
+
 PreprocessResult preprocess(const Image<float>& scan_hu, const PreprocessOptions& options) {
   PreprocessResult result;
   result.reorientation = canonical_reorientation(scan_hu.grid.direction);

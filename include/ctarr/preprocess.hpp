@@ -50,6 +50,11 @@ inline const std::vector<WindowHU>& default_windows_hu() {
   return w;
 }
 
+// Fraction of each label 1..classes inside every `target` voxel (area-weighted downsampling of a label map; each
+// source voxel counts towards the target voxel its centre falls in). Channel c holds label c + 1. Target voxels
+// that no source voxel reaches are 0.
+MultiChannelImage<Scanner> label_fractions(const Image<std::uint8_t>& labels, const Grid<Scanner>& target, int classes);
+
 struct PreprocessOptions {
   double spacing_mm = 3.0;
   std::vector<WindowHU> windows_hu = default_windows_hu();

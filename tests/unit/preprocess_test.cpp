@@ -119,3 +119,24 @@ TEST(Preprocess, WindowsScaleToUnitRange) {
 
 }  // namespace
 }  // namespace ctarr::test
+
+namespace ctarr::test {
+namespace {
+
+TEST(LabelFractions, AveragesLabelsIntoCoarseVoxels) {
+  Grid<Scanner> fine;
+  fine.size = {{6, 6, 6}};
+  fine.spacing = Eigen::Vector3d::Constant(1.0);
+  Image<std::uint8_t> labels(fine, 0);
+  for (std::int64_t k = 0; k < 6; ++k)
+    for (std::int64_t j = 0; j < 6; ++j) labels.at(Index3{{0, j, k}}) = 2;  // one face, label 2
+  const Grid<Scanner> coarse = isotropic_grid(fine, 3.0);
+  const MultiChannelImage<Scanner> f = label_fractions(labels, coarse, 3);
+  ASSERT_EQ(coarse.size, (Index3{{2, 2, 2}}));
+  EXPECT_NEAR(f.channel(1)[coarse.linear(Index3{{0, 0, 0}})], 1.0 / 3.0, 1e-6);
+  EXPECT_NEAR(f.channel(1)[coarse.linear(Index3{{1, 1, 1}})], 0.0, 1e-6);
+  EXPECT_NEAR(f.channel(0)[coarse.linear(Index3{{0, 0, 0}})], 0.0, 1e-6);
+}
+
+}  // namespace
+}  // namespace ctarr::test

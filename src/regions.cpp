@@ -1,0 +1,118 @@
+// ctarr — named regions: boxes in atlas millimetres.
+#include "ctarr/regions.hpp"
+
+#include "ctarr/error.hpp"
+#include "ctarr/io.hpp"
+
+#include <nlohmann/json.hpp>
+
+#include <algorithm>
+#include <filesystem>
+
+namespace ctarr {
+
+namespace fs = std::filesystem;
+using nlohmann::json;
+
+namespace {
+
+Eigen::Vector3d vec3(const json& j, const std::string& what) {
+  if (!j.is_array() || j.size() != 3) throw std::invalid_argument(what + " must be an array of 3 numbers");
+  Eigen::Vector3d v;
+  for (int a = 0; a < 3; ++a) {
+    if (!j[static_cast<std::size_t>(a)].is_number()) throw std::invalid_argument(what + " must hold numbers");
+    v[a] = j[static_cast<std::size_t>(a)].get<double>();
+    if (!std::isfinite(v[a])) throw std::invalid_argument(what + " must be finite");
+  }
+  return v;
+}
+
+}  // namespace
+
+Region load_region(const std::string& path) {
+  const std::string text = read_text_file(path);
+  try {
+    const json j = json::parse(text);
+    if (!j.is_object()) throw std::invalid_argument("the file must hold a JSON object");
+    Region r;
+    r.name = j.at("name").get<std::string>();
+    const std::string frame = j.value("frame", std::string("atlas"));
+    if (frame != "atlas") throw std::invalid_argument("frame is \"" + frame + "\"; only \"atlas\" is supported");
+    if (j.contains("units") && j.at("units").get<std::string>() != "mm")
+      throw std::invalid_argument("units must be \"mm\"");
+    r.margin_mm = j.value("margin_mm", 10.0);
+    if (!std::isfinite(r.margin_mm) || r.margin_mm < 0.0) throw std::invalid_argument("margin_mm must be >= 0");
+    const json& boxes = j.at("boxes");
+    if (!boxes.is_array() || boxes.empty()) throw std::invalid_argument("boxes must be a non-empty array");
+    for (std::size_t n = 0; n < boxes.size(); ++n) {
+      const std::string what = "boxes[" + std::to_string(n) + "]";
+      Box<Atlas> b{{vec3(boxes[n].at("lower"), what + ".lower")}, {vec3(boxes[n].at("upper"), what + ".upper")}};
+      if (!b.valid()) throw std::invalid_argument(what + " has lower > upper on some axis");
+      r.boxes.push_back(b);
+    }
+    r.provenance_json = j.contains("provenance") ? j.at("provenance").dump() : "{}";
+    return r;
+  } catch (const json::exception& e) {
+    throw Error(ErrorCode::UnreadableInput, "region file " + path + " is malformed: " + e.what());
+  } catch (const std::invalid_argument& e) {
+    throw Error(ErrorCode::UnreadableInput, "region file " + path + " is malformed: " + e.what());
+  }
+}
+
+std::vector<Region> load_regions(const std::string& dir) {
+  std::vector<std::string> files;
+  std::error_code ec;
+  for (const auto& entry : fs::directory_iterator(dir, ec))
+    if (entry.path().extension() == ".json" && entry.path().filename() != "manifest.json")
+      files.push_back(entry.path().string());
+  if (ec) throw Error(ErrorCode::UnreadableInput, "regions folder " + dir + " cannot be read: " + ec.message());
+  std::sort(files.begin(), files.end());
+  std::vector<Region> regions;
+  for (const std::string& f : files) regions.push_back(load_region(f));
+  return regions;
+}
+
+Region find_region(const std::string& dir, const std::string& name) {
+  const fs::path p = fs::path(dir) / (name + ".json");
+  if (name.find('/') == std::string::npos && fs::is_regular_file(p)) return load_region(p.string());
+  std::string names;
+  for (const Region& r : load_regions(dir)) names += (names.empty() ? "" : ", ") + r.name;
+  throw Error(ErrorCode::Usage, "unknown region \"" + name + "\" (regions in " + dir + ": " + names + ")");
+}
+
+std::string region_to_json(const Region& region) {
+  json j;
+  j["name"] = region.name;
+  j["frame"] = "atlas";
+  j["units"] = "mm";
+  j["margin_mm"] = region.margin_mm;
+  j["boxes"] = json::array();
+  for (const Box<Atlas>& b : region.boxes)
+    j["boxes"].push_back({{"lower", {b.lower.mm.x(), b.lower.mm.y(), b.lower.mm.z()}},
+                          {"upper", {b.upper.mm.x(), b.upper.mm.y(), b.upper.mm.z()}}});
+  j["provenance"] = json::parse(region.provenance_json);
+  return j.dump(2) + "\n";
+}
+
+void save_region(const Region& region, const std::string& path) { write_text_file(path, region_to_json(region)); }
+
+std::vector<Box<Atlas>> merge_overlapping(std::vector<Box<Atlas>> boxes) {
+  bool merged = true;
+  while (merged) {
+    merged = false;
+    for (std::size_t a = 0; a < boxes.size() && !merged; ++a)
+      for (std::size_t b = a + 1; b < boxes.size() && !merged; ++b) {
+        const bool overlap = (boxes[a].lower.mm.array() <= boxes[b].upper.mm.array()).all() &&
+                             (boxes[b].lower.mm.array() <= boxes[a].upper.mm.array()).all();
+        if (overlap) {
+          boxes[a].lower.mm = boxes[a].lower.mm.cwiseMin(boxes[b].lower.mm);
+          boxes[a].upper.mm = boxes[a].upper.mm.cwiseMax(boxes[b].upper.mm);
+          boxes.erase(boxes.begin() + static_cast<std::ptrdiff_t>(b));
+          merged = true;
+        }
+      }
+  }
+  return boxes;
+}
+
+}  // namespace ctarr
