@@ -1,0 +1,60 @@
+// ctarr — command line. Parses arguments and calls the library; the only try/catch of the program is here.
+#include "commands.hpp"
+
+#include "ctarr/error.hpp"
+#include "ctarr/log.hpp"
+#include "ctarr/version.hpp"
+
+#include <CLI/CLI.hpp>
+#include <spdlog/sinks/stdout_color_sinks.h>
+#include <spdlog/spdlog.h>
+
+#include <cstdlib>
+#include <string>
+
+namespace {
+
+void setup_logging(int verbosity) {
+  auto logger = spdlog::stderr_color_mt("ctarr");
+  logger->set_pattern("%^[%l]%$ %v");
+  spdlog::set_default_logger(logger);
+  spdlog::set_level(verbosity < 0 ? spdlog::level::warn : verbosity > 0 ? spdlog::level::debug : spdlog::level::info);
+  ctarr::set_log_sink([](ctarr::LogLevel level, const std::string& message) {
+    switch (level) {
+      case ctarr::LogLevel::Debug: spdlog::debug("{}", message); break;
+      case ctarr::LogLevel::Info: spdlog::info("{}", message); break;
+      case ctarr::LogLevel::Warn: spdlog::warn("{}", message); break;
+      case ctarr::LogLevel::Error: spdlog::error("{}", message); break;
+    }
+  });
+}
+
+}  // namespace
+
+int main(int argc, char** argv) {
+  CLI::App app{"ctarr " + std::string(ctarr::kVersion) +
+               ": find and crop anatomical regions in CT scans (CTARR, Buddenkotte et al., MELBA 2024).\n"
+               "Exit codes: 0 ok, 2 usage, 3 unreadable input, 4 unsupported geometry, 5 model failure,\n"
+               "6 fit failed, 7 output not writable, 8 a region missed the scan, 70 internal error."};
+  app.set_version_flag("--version", std::string("ctarr ") + ctarr::kVersion);
+  app.require_subcommand(1);
+  int verbose = 0, quiet = 0;
+  app.add_flag("-v,--verbose", verbose, "More log output (debug)");
+  app.add_flag("-q,--quiet", quiet, "Only warnings and errors");
+  app.parse_complete_callback([&] { setup_logging(quiet > 0 ? -1 : verbose); });
+
+  int exit_code = EXIT_SUCCESS;
+  ctarr::cli::register_commands(app, exit_code);
+  try {
+    app.parse(argc, argv);  // subcommand callbacks run in here
+    return exit_code;
+  } catch (const CLI::ParseError& e) {  // --help/--version give 0; misuse gives Usage
+    return app.exit(e) == 0 ? 0 : static_cast<int>(ctarr::ErrorCode::Usage);
+  } catch (const ctarr::Error& e) {
+    spdlog::error("{}", e.what());
+    return static_cast<int>(e.code());
+  } catch (const std::exception& e) {  // a bug: say so, never exit 0
+    spdlog::critical("internal error: {} (please report)", e.what());
+    return static_cast<int>(ctarr::ErrorCode::Internal);
+  }
+}
