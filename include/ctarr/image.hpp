@@ -21,6 +21,9 @@ struct Grid {
   Eigen::Matrix3d direction = Eigen::Matrix3d::Identity();  // columns: world direction of i, j, k
 
   std::int64_t voxels() const { return size[0] * size[1] * size[2]; }
+  Eigen::Vector3d size_vector() const {
+    return {static_cast<double>(size[0]), static_cast<double>(size[1]), static_cast<double>(size[2])};
+  }
 
   // Maps continuous index -> world millimetres.
   Eigen::Matrix3d index_to_world_linear() const { return direction * spacing.asDiagonal(); }

@@ -1,0 +1,127 @@
+// The real binary: help/version, a crop from a synthetic scan with --seg, and one bad input per error class.
+#include "ctarr/io.hpp"
+#include "support/support.hpp"
+
+#include <gtest/gtest.h>
+
+#include <filesystem>
+#include <fstream>
+
+namespace ctarr::test {
+namespace {
+
+namespace fs = std::filesystem;
+
+std::string ctarr(const std::string& args) { return ctarr_binary() + " " + args; }
+
+bool folder_has_images(const std::string& dir) {
+  if (!fs::exists(dir)) return false;
+  for (const auto& e : fs::directory_iterator(dir))
+    if (has_image_extension(e.path().string()) || e.path().extension() == ".tmp") return true;
+  return false;
+}
+
+TEST(Cli, HelpAndVersionExitZero) {
+  std::string out;
+  EXPECT_EQ(run_command(ctarr("--help"), &out), 0);
+  EXPECT_NE(out.find("crop"), std::string::npos);
+  EXPECT_EQ(run_command(ctarr("--version"), &out), 0);
+  EXPECT_NE(out.find("ctarr "), std::string::npos);
+  EXPECT_EQ(run_command(ctarr("crop --help"), &out), 0);
+  EXPECT_NE(out.find("--target-spacing"), std::string::npos);
+}
+
+TEST(Cli, UsageErrorsExitTwo) {
+  std::string out;
+  EXPECT_EQ(run_command(ctarr(""), &out), 2);
+  EXPECT_EQ(run_command(ctarr("crop in.nii.gz"), &out), 2);  // no --region
+  EXPECT_EQ(run_command(ctarr("frobnicate"), &out), 2);
+}
+
+TEST(Cli, RegionsListsTheShippedRegions) {
+  std::string out;
+  ASSERT_EQ(run_command(ctarr("regions"), &out), 0) << out;
+  for (const char* name : {"liver", "lungs", "pancreas", "brain", "urinary_bladder"})
+    EXPECT_NE(out.find(name), std::string::npos) << name;
+}
+
+Image<float> small_volume(const Index3& size, double spacing = 2.0) {
+  Grid<Scanner> g;
+  g.size = size;
+  g.spacing = Eigen::Vector3d::Constant(spacing);
+  return Image<float>(g, -1000.0f);
+}
+
+struct BadInput {
+  std::string name;
+  int exit_code;
+};
+
+class CliBadInput : public ::testing::TestWithParam<BadInput> {};
+
+TEST_P(CliBadInput, ClearMessageNonZeroExitNoOutput) {
+  TempDir dir;
+  const std::string out_dir = dir.file("out");
+  std::string input = dir.file("in.nii.gz");
+  std::string extra;
+  const std::string& name = GetParam().name;
+  if (name == "missing_file") {
+    input = dir.file("does_not_exist.nii.gz");
+  } else if (name == "not_an_image") {
+    std::ofstream(input) << "this is not an image\n";
+  } else if (name == "corrupt_gz") {
+    write_image(small_volume({{8, 8, 8}}), input);
+    const auto size = fs::file_size(input);
+    fs::resize_file(input, size / 2);
+  } else if (name == "two_d") {
+    input = dir.file("in.nii");
+    // A 2D NIfTI-1: dim[0] = 2. Write a 3D one and patch the header.
+    write_image(small_volume({{8, 8, 1}}), input);
+    std::fstream f(input, std::ios::in | std::ios::out | std::ios::binary);
+    const std::int16_t two = 2;
+    f.seekp(40);
+    f.write(reinterpret_cast<const char*>(&two), 2);
+  } else if (name == "four_d") {
+    input = dir.file("in.nii");
+    write_image(small_volume({{8, 8, 8}}), input);
+    std::fstream f(input, std::ios::in | std::ios::out | std::ios::binary);
+    const std::int16_t dims[2] = {4, 8};  // dim[0] = 4, and later dim[4] = 2 volumes
+    f.seekp(40);
+    f.write(reinterpret_cast<const char*>(&dims[0]), 2);
+    const std::int16_t two = 2;
+    f.seekp(48);
+    f.write(reinterpret_cast<const char*>(&two), 2);
+  } else if (name == "zero_spacing" || name == "nan_spacing") {
+    input = dir.file("in.nii");
+    write_image(small_volume({{8, 8, 8}}), input);
+    std::fstream f(input, std::ios::in | std::ios::out | std::ios::binary);
+    const float bad = name == "zero_spacing" ? 0.0f : std::nanf("");
+    f.seekp(76 + 4 * 2);  // pixdim[2]
+    f.write(reinterpret_cast<const char*>(&bad), 4);
+  } else if (name == "output_not_writable") {
+    write_image(small_volume({{8, 8, 8}}), input);
+    std::ofstream(dir.file("a_file")) << "x";
+    extra = " -o " + dir.file("a_file") + "/sub";
+  } else if (name == "unknown_region") {
+    write_image(small_volume({{8, 8, 8}}), input);
+  }
+  const std::string region = name == "unknown_region" ? "no_such_region" : "liver";
+  std::string out;
+  const int code = run_command(ctarr("crop --device cpu --region " + region + " " + input +
+                                     (extra.empty() ? " -o " + out_dir : extra)), &out);
+  EXPECT_EQ(code, GetParam().exit_code) << out;
+  EXPECT_NE(out.find("error"), std::string::npos) << out;
+  if (name != "unknown_region" && name != "output_not_writable")
+    EXPECT_NE(out.find(input), std::string::npos) << "message must name the file: " << out;
+  EXPECT_FALSE(folder_has_images(out_dir)) << out;
+}
+
+INSTANTIATE_TEST_SUITE_P(Cases, CliBadInput,
+                         ::testing::Values(BadInput{"missing_file", 3}, BadInput{"not_an_image", 3},
+                                           BadInput{"corrupt_gz", 3}, BadInput{"two_d", 4}, BadInput{"four_d", 4},
+                                           BadInput{"zero_spacing", 4}, BadInput{"nan_spacing", 4},
+                                           BadInput{"output_not_writable", 7}, BadInput{"unknown_region", 2}),
+                         [](const ::testing::TestParamInfo<BadInput>& info) { return info.param.name; });
+
+}  // namespace
+}  // namespace ctarr::test
