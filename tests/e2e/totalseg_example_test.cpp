@@ -1,0 +1,67 @@
+// Real data (../shared/data): the TotalSegmentator example CT with its own segmentation through `--seg`.
+#include "ctarr/io.hpp"
+#include "ctarr/record.hpp"
+#include "support/support.hpp"
+
+#include <gtest/gtest.h>
+
+#include <set>
+
+namespace ctarr::test {
+namespace {
+
+// Fraction of the voxels with a label in `labels` that fall inside the record's written boxes.
+double fraction_kept(const Image<std::uint16_t>& seg, const std::set<int>& labels, const ParsedCropRecord& rec) {
+  std::int64_t total = 0, kept = 0;
+  for (std::int64_t k = 0; k < seg.grid.size[2]; ++k)
+    for (std::int64_t j = 0; j < seg.grid.size[1]; ++j)
+      for (std::int64_t i = 0; i < seg.grid.size[0]; ++i) {
+        if (!labels.count(seg.at(Index3{{i, j, k}}))) continue;
+        ++total;
+        for (const auto& [box, file] : rec.boxes)
+          if (!file.empty() && i >= box.start[0] && i < box.end[0] && j >= box.start[1] && j < box.end[1] &&
+              k >= box.start[2] && k < box.end[2]) {
+            ++kept;
+            break;
+          }
+      }
+  return total == 0 ? 0.0 : static_cast<double>(kept) / static_cast<double>(total);
+}
+
+TEST(TotalSegExample, SegCropsKeepLiverSpleenAndKidneys) {
+  const auto data = shared_data_dir();
+  if (!data) GTEST_SKIP() << "skipped: ../shared/data not found";
+  const std::string ct = *data + "/totalseg_example/example_ct.nii.gz";
+  const std::string seg = *data + "/totalseg_example/example_seg_fast_force_split.nii.gz";
+  TempDir out;
+  std::string log;
+  ASSERT_EQ(run_command(ctarr_binary() + " crop --device cpu --region liver --region spleen --region kidneys --seg " +
+                            seg + " " + ct + " -o " + out.path(), &log), 0) << log;
+  const Image<std::uint16_t> labels = read_label_map(seg);
+  // TotalSegmentator v2 ids: 1 spleen, 2 kidney_right, 3 kidney_left, 5 liver.
+  const std::vector<std::pair<std::string, std::set<int>>> organs{{"liver", {5}}, {"spleen", {1}}, {"kidneys", {2, 3}}};
+  for (const auto& [region, ids] : organs) {
+    const std::string record_path = out.file("example_ct_" + region + ".json");
+    const ParsedCropRecord rec = parse_crop_record(record_path, read_text_file(record_path));
+    const double kept = fraction_kept(labels, ids, rec);
+    EXPECT_GE(kept, 0.97) << region;
+    std::cout << region << ": " << 100.0 * kept << " % of the label kept\n";
+    const Scan crop = read_scan(out.file(rec.boxes.front().second));
+    EXPECT_LT((crop.image.grid.origin - labels.grid.to_world(rec.boxes.front().first.start).mm).norm(), 1e-3)
+        << "the crop's origin must be the world position of its first voxel";
+  }
+}
+
+TEST(TotalSegExample, DicomSlabReadsToTheGeometryOfItsSegmentation) {
+  const auto data = shared_data_dir();
+  if (!data) GTEST_SKIP() << "skipped: ../shared/data not found";
+  const Scan scan = read_scan(*data + "/totalseg_example/dicom_slab");
+  const Image<std::uint16_t> seg = read_label_map(*data + "/totalseg_example/dicom_slab_seg.nii.gz");
+  EXPECT_EQ(scan.image.grid.size, seg.grid.size);
+  EXPECT_LT((scan.image.grid.origin - seg.grid.origin).norm(), 1e-3);
+  EXPECT_LT((scan.image.grid.spacing - seg.grid.spacing).norm(), 1e-3);
+  EXPECT_LT((scan.image.grid.direction - seg.grid.direction).norm(), 1e-4);
+}
+
+}  // namespace
+}  // namespace ctarr::test
