@@ -21,7 +21,16 @@ enum class LabelSet { Ctarr19, TotalSegV1, TotalSegV2 };
 std::vector<std::uint8_t> label_lookup(LabelSet set);
 
 // Maps a TotalSegmentator structure name (v1 or v2, e.g. "rib_left_3", "vertebrae_T7", "lung_upper_lobe_left")
-// to its ctarr label 1..19, or nullopt if it is not part of one of the 19 groups.
+// to its ctarr label 1..19, or nullopt if it is not part of one of the 19 groups. ctarr's own class names map to
+// themselves; v1 heart parts, v2 atrial_appendage_left and kidney_cyst_* join heart and kidneys.
 std::optional<int> ctarr_label_for_totalseg_name(const std::string& name);
+
+// The label set a segmentation most likely uses, from its largest label value: <= 19 -> Ctarr19,
+// 104 -> TotalSegV1, 105..117 -> TotalSegV2; nullopt when the value is ambiguous (20..103) or too large.
+std::optional<LabelSet> guess_label_set(std::uint16_t max_label);
+
+// Structure names of a label set, index = label value (index 0 is "background"). For Ctarr19 these are
+// "background" followed by class_names().
+std::vector<std::string> totalseg_names(LabelSet set);
 
 }  // namespace ctarr
