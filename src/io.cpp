@@ -1,0 +1,439 @@
+// ctarr — reading and writing images. ITK and GDCM stay in detail/itk_bridge.cpp; this file turns the bridge's
+// plain structs into ctarr::Image, validates geometry and makes writes atomic.
+#include "ctarr/io.hpp"
+
+#include "detail/itk_bridge.hpp"
+
+#include <algorithm>
+#include <atomic>
+#include <cctype>
+#include <cerrno>
+#include <cmath>
+#include <cstring>
+#include <filesystem>
+#include <fstream>
+#include <functional>
+#include <limits>
+#include <optional>
+#include <sstream>
+#include <system_error>
+#include <type_traits>
+#include <unistd.h>
+
+namespace ctarr {
+
+namespace fs = std::filesystem;
+using detail::ComponentType;
+using detail::RawGeometry;
+using detail::RawImage;
+
+namespace {
+
+std::string lower(std::string s) {
+  std::transform(s.begin(), s.end(), s.begin(), [](unsigned char c) { return static_cast<char>(std::tolower(c)); });
+  return s;
+}
+
+bool ends_with(const std::string& s, const std::string& suffix) {
+  return s.size() >= suffix.size() && s.compare(s.size() - suffix.size(), suffix.size(), suffix) == 0;
+}
+
+const std::vector<std::string>& readable_extensions() {
+  static const std::vector<std::string> exts{".nii.gz", ".nii", ".nrrd", ".nhdr", ".mha", ".mhd"};
+  return exts;
+}
+
+// The image extension of `path` as written (".nii.gz", ...), or "" when it has none ctarr knows.
+std::string image_extension(const std::string& path) {
+  const std::string l = lower(path);
+  for (const std::string& e : readable_extensions())
+    if (ends_with(l, e)) return path.substr(path.size() - e.size());
+  return "";
+}
+
+// ---- geometry conversion ---------------------------------------------------------------------------------
+
+Grid<Scanner> to_grid(const RawGeometry& g) {
+  Grid<Scanner> grid;
+  for (int a = 0; a < 3; ++a) {
+    const auto u = static_cast<std::size_t>(a);
+    grid.size[a] = g.size[u];
+    grid.origin[a] = g.origin[u];
+    grid.spacing[a] = g.spacing[u];
+    for (int r = 0; r < 3; ++r) grid.direction(r, a) = g.direction[static_cast<std::size_t>(3 * r + a)];
+  }
+  return grid;
+}
+
+RawGeometry to_raw(const Grid<Scanner>& grid) {
+  RawGeometry g;
+  for (int a = 0; a < 3; ++a) {
+    const auto u = static_cast<std::size_t>(a);
+    g.size[u] = grid.size[a];
+    g.origin[u] = grid.origin[a];
+    g.spacing[u] = grid.spacing[a];
+    for (int r = 0; r < 3; ++r) g.direction[static_cast<std::size_t>(3 * r + a)] = grid.direction(r, a);
+  }
+  return g;
+}
+
+// ---- checks on input -------------------------------------------------------------------------------------
+
+void require_exists(const std::string& path) {
+  std::error_code ec;
+  if (path.empty()) throw Error(ErrorCode::UnreadableInput, "empty input path");
+  if (!fs::exists(path, ec)) throw Error(ErrorCode::UnreadableInput, path + ": no such file or folder");
+}
+
+void require_file(const std::string& path, const char* what) {
+  require_exists(path);
+  std::error_code ec;
+  if (fs::is_directory(path, ec))
+    throw Error(ErrorCode::UnreadableInput,
+                path + ": is a folder; " + what + " must be an image file (.nii.gz, .nii, .nrrd, .mha)");
+}
+
+std::string index_string(const Grid<Scanner>& grid, std::size_t linear) {
+  const auto nx = static_cast<std::size_t>(grid.size[0]), ny = static_cast<std::size_t>(grid.size[1]);
+  std::ostringstream os;
+  os << '(' << linear % nx << ", " << (linear / nx) % ny << ", " << linear / (nx * ny) << ')';
+  return os.str();
+}
+
+std::optional<PixelType> pixel_type_of(ComponentType t) {
+  switch (t) {
+    case ComponentType::UInt8: return PixelType::UInt8;
+    case ComponentType::Int8: return PixelType::Int8;
+    case ComponentType::UInt16: return PixelType::UInt16;
+    case ComponentType::Int16: return PixelType::Int16;
+    case ComponentType::UInt32: return PixelType::UInt32;
+    case ComponentType::Int32: return PixelType::Int32;
+    case ComponentType::Float32: return PixelType::Float32;
+    case ComponentType::Float64: return PixelType::Float64;
+    case ComponentType::UInt64:
+    case ComponentType::Int64: return std::nullopt;
+  }
+  return std::nullopt;
+}
+
+std::pair<double, double> range_of(PixelType t) {
+  switch (t) {
+    case PixelType::UInt8: return {0.0, 255.0};
+    case PixelType::Int8: return {-128.0, 127.0};
+    case PixelType::UInt16: return {0.0, 65535.0};
+    case PixelType::Int16: return {-32768.0, 32767.0};
+    case PixelType::UInt32: return {0.0, 4294967295.0};
+    case PixelType::Int32: return {-2147483648.0, 2147483647.0};
+    case PixelType::Float32: return {-std::numeric_limits<float>::max(), std::numeric_limits<float>::max()};
+    case PixelType::Float64: return {-std::numeric_limits<double>::max(), std::numeric_limits<double>::max()};
+  }
+  return {0.0, 0.0};
+}
+
+// The on-disk type when it still holds every (scaled) value exactly; else the smallest of int16/int32 that
+// does; else float32.
+PixelType choose_stored_type(ComponentType declared, const std::vector<float>& values) {
+  const std::optional<PixelType> candidate = pixel_type_of(declared);
+  if (candidate == PixelType::Float32 || candidate == PixelType::Float64) return *candidate;
+  bool integral = true;
+  double lo = 0.0, hi = 0.0;
+  if (!values.empty()) lo = hi = values.front();
+  for (float v : values) {
+    if (v != std::nearbyint(v)) {
+      integral = false;
+      break;
+    }
+    lo = std::min(lo, static_cast<double>(v));
+    hi = std::max(hi, static_cast<double>(v));
+  }
+  if (!integral) return PixelType::Float32;
+  auto fits = [&](PixelType t) {
+    const auto [min, max] = range_of(t);
+    return lo >= min && hi <= max;
+  };
+  if (candidate && fits(*candidate)) return *candidate;
+  for (PixelType t : {PixelType::Int16, PixelType::Int32})
+    if (fits(t)) return t;
+  return PixelType::Float32;
+}
+
+// Replaces NaN/Inf by the smallest finite value; returns a warning, or "" when every value was finite.
+std::string replace_non_finite(std::vector<float>& values, const std::string& path) {
+  std::size_t bad = 0;
+  float lowest = std::numeric_limits<float>::max();
+  for (float v : values) {
+    if (std::isfinite(v))
+      lowest = std::min(lowest, v);
+    else
+      ++bad;
+  }
+  if (bad == 0) return "";
+  if (bad == values.size()) throw Error(ErrorCode::UnreadableInput, path + ": every voxel is NaN or infinite");
+  for (float& v : values)
+    if (!std::isfinite(v)) v = lowest;
+  return std::to_string(bad) + " NaN/infinite voxel(s) replaced by the minimum finite value " +
+         std::to_string(lowest);
+}
+
+// ---- atomic writes ---------------------------------------------------------------------------------------
+
+// Writes through `write_to` into a temporary file beside `path` (same folder, same extension), then renames it
+// onto `path`. On any failure the temporary file is removed and OutputNotWritable names `path`.
+void write_atomically(const std::string& path, const std::string& extension,
+                      const std::function<void(const std::string&)>& write_to) {
+  if (path.empty()) throw Error(ErrorCode::OutputNotWritable, "empty output path");
+  const fs::path target(path);
+  const fs::path folder = target.has_parent_path() ? target.parent_path() : fs::path(".");
+  std::error_code ec;
+  if (!fs::is_directory(folder, ec))
+    throw Error(ErrorCode::OutputNotWritable,
+                path + ": cannot write: the output folder " + folder.string() + " does not exist" +
+                    (fs::exists(folder, ec) ? " (it is a file)" : "") + "; create it first");
+  if (fs::is_directory(target, ec))
+    throw Error(ErrorCode::OutputNotWritable, path + ": cannot write: a folder of that name exists");
+
+  static std::atomic<unsigned> counter{0};
+  std::string name = target.filename().string();
+  const std::string stem = name.substr(0, name.size() - extension.size());
+  const fs::path tmp = folder / ("." + stem + ".tmp" + std::to_string(::getpid()) + "_" +
+                                 std::to_string(counter.fetch_add(1)) + extension);
+  auto cleanup = [&] {
+    std::error_code ignored;
+    fs::remove(tmp, ignored);
+  };
+  try {
+    write_to(tmp.string());
+    if (!fs::is_regular_file(tmp, ec))
+      throw Error(ErrorCode::OutputNotWritable, path + ": cannot write: the file was not created");
+    fs::rename(tmp, target, ec);
+    if (ec) throw Error(ErrorCode::OutputNotWritable, path + ": cannot write: rename failed: " + ec.message());
+  } catch (const Error& e) {
+    cleanup();
+    if (e.code() == ErrorCode::OutputNotWritable) {
+      // The bridge names the temporary file; name the user's path instead.
+      std::string msg = e.what();
+      const std::string t = tmp.string();
+      if (msg.rfind(t, 0) == 0) msg = path + msg.substr(t.size());
+      for (auto pos = msg.find(t); pos != std::string::npos; pos = msg.find(t)) msg.replace(pos, t.size(), path);
+      throw Error(ErrorCode::OutputNotWritable, msg);
+    }
+    throw;
+  } catch (const std::exception& e) {
+    cleanup();
+    throw Error(ErrorCode::OutputNotWritable, path + ": cannot write: " + e.what());
+  }
+}
+
+std::string writable_image_extension(const std::string& path) {
+  const std::string ext = image_extension(path);
+  const std::string l = lower(ext);
+  if (l == ".nii.gz" || l == ".nii" || l == ".nrrd" || l == ".mha") return ext;
+  throw Error(ErrorCode::OutputNotWritable,
+              path + ": cannot write this format; use .nii.gz, .nii, .nrrd or .mha" +
+                  (l == ".nhdr" || l == ".mhd" ? " (detached headers are not written)" : ""));
+}
+
+void check_grid_for_writing(const Grid<Scanner>& grid, std::size_t values, int channels, const std::string& path) {
+  try {
+    validate_grid(grid, path);
+  } catch (const Error& e) {
+    throw Error(ErrorCode::Internal, std::string("write_image: ") + e.what());
+  }
+  if (values != static_cast<std::size_t>(grid.voxels()) * static_cast<std::size_t>(channels))
+    throw Error(ErrorCode::Internal, "write_image: " + path + ": voxel count does not match the grid");
+}
+
+template <class T>
+std::vector<T> convert_for_writing(const std::vector<float>& in) {
+  std::vector<T> out(in.size());
+  if constexpr (std::is_floating_point_v<T>) {
+    std::copy(in.begin(), in.end(), out.begin());
+  } else {
+    const double lo = static_cast<double>(std::numeric_limits<T>::lowest());
+    const double hi = static_cast<double>(std::numeric_limits<T>::max());
+    for (std::size_t n = 0; n < in.size(); ++n) {
+      const double v = static_cast<double>(in[n]);
+      out[n] = std::isnan(v) ? T{0} : static_cast<T>(std::clamp(std::nearbyint(v), lo, hi));
+    }
+  }
+  return out;
+}
+
+void write_raw(const std::string& path, const RawGeometry& g, int channels, ComponentType type, const void* data) {
+  const std::string ext = writable_image_extension(path);
+  write_atomically(path, ext, [&](const std::string& tmp) { detail::write_image_file(tmp, g, channels, type, data); });
+}
+
+}  // namespace
+
+const char* to_string(PixelType t) noexcept {
+  switch (t) {
+    case PixelType::UInt8: return "uint8";
+    case PixelType::Int8: return "int8";
+    case PixelType::UInt16: return "uint16";
+    case PixelType::Int16: return "int16";
+    case PixelType::UInt32: return "uint32";
+    case PixelType::Int32: return "int32";
+    case PixelType::Float32: return "float32";
+    case PixelType::Float64: return "float64";
+  }
+  return "unknown";
+}
+
+// ---- reading ---------------------------------------------------------------------------------------------
+
+Scan read_scan(const std::string& path) {
+  require_exists(path);
+  std::error_code ec;
+  RawImage raw = fs::is_directory(path, ec) ? detail::read_dicom_folder(path)
+                                            : detail::read_image_file(path, detail::ReadKind::Scalar3D);
+  Scan scan;
+  scan.image.grid = to_grid(raw.geometry);
+  validate_grid(scan.image.grid, path);
+  scan.image.voxels = std::move(raw.voxels);
+  scan.info.path = path;
+  scan.info.format = raw.format;
+  scan.info.warnings = std::move(raw.warnings);
+  const std::string nan_warning = replace_non_finite(scan.image.voxels, path);
+  if (!nan_warning.empty()) scan.info.warnings.push_back(nan_warning);
+  scan.info.stored_type = choose_stored_type(raw.stored_type, scan.image.voxels);
+  scan.info.series_uid = raw.series_uid;
+  scan.info.series_description = raw.series_description;
+  scan.info.slices_read = raw.slices_read;
+  return scan;
+}
+
+Image<std::uint16_t> read_label_map(const std::string& path) {
+  require_file(path, "a label map");
+  RawImage raw = detail::read_image_file(path, detail::ReadKind::Scalar3D);
+  if (raw.format == "dicom")
+    throw Error(ErrorCode::UnreadableInput, path + ": is DICOM; label maps are read from NIfTI, NRRD or MetaImage files");
+  Image<std::uint16_t> labels;
+  labels.grid = to_grid(raw.geometry);
+  validate_grid(labels.grid, path);
+  labels.voxels.resize(raw.voxels.size());
+  for (std::size_t n = 0; n < raw.voxels.size(); ++n) {
+    const float v = raw.voxels[n];
+    if (!std::isfinite(v) || v != std::nearbyint(v))
+      throw Error(ErrorCode::UnreadableInput,
+                  path + ": voxel " + index_string(labels.grid, n) + " holds " + std::to_string(v) +
+                      ", not an integer label; is this an intensity image rather than a label map?");
+    if (v < 0.0f || v > 65535.0f)
+      throw Error(ErrorCode::UnreadableInput,
+                  path + ": voxel " + index_string(labels.grid, n) + " holds label " + std::to_string(v) +
+                      ", outside 0..65535");
+    labels.voxels[n] = static_cast<std::uint16_t>(v);
+  }
+  return labels;
+}
+
+MultiChannelImage<Scanner> read_multichannel(const std::string& path) {
+  require_file(path, "a multi-channel image");
+  RawImage raw = detail::read_image_file(path, detail::ReadKind::MultiChannel);
+  MultiChannelImage<Scanner> image;
+  image.grid = to_grid(raw.geometry);
+  validate_grid(image.grid, path);
+  image.channels = raw.channels;
+  for (std::size_t n = 0; n < raw.voxels.size(); ++n)
+    if (!std::isfinite(raw.voxels[n]))
+      throw Error(ErrorCode::UnreadableInput,
+                  path + ": channel " + std::to_string(n / static_cast<std::size_t>(image.grid.voxels())) +
+                      " holds NaN or infinite values");
+  image.data = std::move(raw.voxels);
+  return image;
+}
+
+// ---- writing ---------------------------------------------------------------------------------------------
+
+void write_image(const Image<float>& image, const std::string& path, PixelType type) {
+  check_grid_for_writing(image.grid, image.voxels.size(), 1, path);
+  const RawGeometry g = to_raw(image.grid);
+  switch (type) {
+    case PixelType::Float32: return write_raw(path, g, 1, ComponentType::Float32, image.voxels.data());
+    case PixelType::Float64: {
+      const auto v = convert_for_writing<double>(image.voxels);
+      return write_raw(path, g, 1, ComponentType::Float64, v.data());
+    }
+    case PixelType::UInt8: {
+      const auto v = convert_for_writing<std::uint8_t>(image.voxels);
+      return write_raw(path, g, 1, ComponentType::UInt8, v.data());
+    }
+    case PixelType::Int8: {
+      const auto v = convert_for_writing<std::int8_t>(image.voxels);
+      return write_raw(path, g, 1, ComponentType::Int8, v.data());
+    }
+    case PixelType::UInt16: {
+      const auto v = convert_for_writing<std::uint16_t>(image.voxels);
+      return write_raw(path, g, 1, ComponentType::UInt16, v.data());
+    }
+    case PixelType::Int16: {
+      const auto v = convert_for_writing<std::int16_t>(image.voxels);
+      return write_raw(path, g, 1, ComponentType::Int16, v.data());
+    }
+    case PixelType::UInt32: {
+      const auto v = convert_for_writing<std::uint32_t>(image.voxels);
+      return write_raw(path, g, 1, ComponentType::UInt32, v.data());
+    }
+    case PixelType::Int32: {
+      const auto v = convert_for_writing<std::int32_t>(image.voxels);
+      return write_raw(path, g, 1, ComponentType::Int32, v.data());
+    }
+  }
+  throw Error(ErrorCode::Internal, "write_image: unknown pixel type");
+}
+
+void write_image(const Image<std::uint8_t>& image, const std::string& path) {
+  check_grid_for_writing(image.grid, image.voxels.size(), 1, path);
+  write_raw(path, to_raw(image.grid), 1, ComponentType::UInt8, image.voxels.data());
+}
+
+void write_image(const Image<std::uint16_t>& image, const std::string& path) {
+  check_grid_for_writing(image.grid, image.voxels.size(), 1, path);
+  write_raw(path, to_raw(image.grid), 1, ComponentType::UInt16, image.voxels.data());
+}
+
+void write_multichannel(const MultiChannelImage<Scanner>& image, const std::string& path) {
+  if (image.channels < 1) throw Error(ErrorCode::Internal, "write_multichannel: " + path + ": no channels");
+  check_grid_for_writing(image.grid, image.data.size(), image.channels, path);
+  write_raw(path, to_raw(image.grid), image.channels, ComponentType::Float32, image.data.data());
+}
+
+void write_text_file(const std::string& path, const std::string& text) {
+  const std::string ext = fs::path(path).extension().string();
+  write_atomically(path, ext, [&](const std::string& tmp) {
+    errno = 0;
+    std::ofstream out(tmp, std::ios::binary | std::ios::trunc);
+    if (!out) throw Error(ErrorCode::OutputNotWritable, path + ": cannot write: " + std::strerror(errno));
+    out.write(text.data(), static_cast<std::streamsize>(text.size()));
+    out.flush();
+    if (!out) throw Error(ErrorCode::OutputNotWritable, path + ": cannot write (disk full?): " + std::strerror(errno));
+    out.close();
+    if (out.fail()) throw Error(ErrorCode::OutputNotWritable, path + ": cannot write (disk full?): " + std::strerror(errno));
+  });
+}
+
+std::string read_text_file(const std::string& path) {
+  require_exists(path);
+  std::error_code ec;
+  if (fs::is_directory(path, ec)) throw Error(ErrorCode::UnreadableInput, path + ": is a folder, not a text file");
+  std::ifstream in(path, std::ios::binary);
+  if (!in) throw Error(ErrorCode::UnreadableInput, path + ": cannot open: " + std::strerror(errno));
+  std::ostringstream ss;
+  ss << in.rdbuf();
+  if (in.bad()) throw Error(ErrorCode::UnreadableInput, path + ": cannot read: " + std::strerror(errno));
+  return ss.str();
+}
+
+// ---- names -----------------------------------------------------------------------------------------------
+
+bool has_image_extension(const std::string& path) { return !image_extension(path).empty(); }
+
+std::string image_stem(const std::string& path) {
+  fs::path p(path);
+  std::string name = p.filename().string();
+  if (name.empty() || name == "." || name == "..") name = p.parent_path().filename().string();  // "a/series/"
+  const std::string ext = image_extension(name);
+  return name.substr(0, name.size() - ext.size());
+}
+
+}  // namespace ctarr
