@@ -5,6 +5,7 @@
 #include "ctarr/preprocess.hpp"
 
 #include <array>
+#include <cstdint>
 #include <functional>
 #include <memory>
 #include <string>
@@ -20,7 +21,9 @@ struct ModelCard {
   std::vector<WindowHU> windows_hu = default_windows_hu();
   int patch_size = 64;
   std::array<int, 4> filters{32, 64, 128, 256};
-  std::string sha256;                      // of the safetensors file, as recorded in the card
+  std::string sha256;                      // of the safetensors file, as recorded in the card (checked on load)
+  bool trained = true;                     // false: randomly initialised (scripts/export_random_model.py), for
+                                           // exercising the pipeline only; its segmentations are meaningless
   std::string json;                        // the whole card, verbatim
 };
 
@@ -44,12 +47,48 @@ using PatchPredictor = std::function<void(const float* input, float* output)>;
 
 // Gaussian-weighted sliding window over `input` (scans smaller than a patch are padded with zeros),
 // returning the weighted average of patch outputs on input's grid.
+//
+// Tiles are patch^3 cubes; along each axis they start every stride = round(patch * (1 - overlap)) voxels and the
+// last tile is aligned to the end of the volume (see sliding_window_starts). Along an axis shorter than a patch
+// there is one tile, and voxels outside the volume are fed as 0 and cropped from the output. Each voxel's output
+// is sum_t w_t * p_t / sum_t w_t over the tiles t covering it, w = gaussian_importance_map. Throws Usage for
+// invalid options, Internal when `input.data` does not match its grid and channel count.
 MultiChannelImage<Scanner> sliding_window(const MultiChannelImage<Scanner>& input, int out_channels,
                                           const PatchPredictor& predict, const SlidingWindowOptions& options);
 
+// Like PatchPredictor, for `count` patches at once: input [count, in_channels, p, p, p], output
+// [count, out_channels, p, p, p], both contiguous.
+using BatchPatchPredictor = std::function<void(int count, const float* input, float* output)>;
+
+// sliding_window, calling `predict` with up to `batch_size` tiles at a time (same result).
+MultiChannelImage<Scanner> sliding_window_batched(const MultiChannelImage<Scanner>& input, int out_channels,
+                                                  const BatchPatchPredictor& predict,
+                                                  const SlidingWindowOptions& options, int batch_size);
+
+// Tile start offsets along one axis of `size` voxels: 0, stride, 2*stride, ... and a last tile that ends at
+// `size` (no duplicates). A single tile at 0 when size <= patch_size.
+std::vector<std::int64_t> sliding_window_starts(std::int64_t size, int patch_size, double overlap);
+
+// Smallest weight of the importance map: keeps every voxel's weight sum positive.
+constexpr float kMinImportance = 1e-6f;
+
+// Per-voxel weights of one patch, [p, p, p] with i fastest: a separable Gaussian centred on the patch, sigma =
+// patch * sigma_fraction along each axis, scaled so that its maximum is 1, clamped below at kMinImportance.
+std::vector<float> gaussian_importance_map(int patch_size, double sigma_fraction);
+
+// Reads and validates a model card (the JSON beside the weights). Throws ModelFailure naming the file.
+ModelCard read_model_card(const std::string& card_path);
+
+// The card of a weights file: <stem>.safetensors -> <stem>.json.
+std::string model_card_path(const std::string& safetensors_path);
+
+// The network: a 3D U-Net with 4 stages (filters from the card), in_channels = card.windows_hu.size(),
+// out_channels = 1 + card.classes.size(); architecture and parameter names as in scripts/ctarr_unet.py.
 class Network {
  public:
-  // Loads models/<name>.safetensors and its card (<same stem>.json). Throws ModelFailure naming the file.
+  // Loads models/<name>.safetensors and its card (<same stem>.json). Throws ModelFailure naming the file: card
+  // missing or invalid, sha256 not the card's, a parameter missing, of the wrong shape or not in the network.
+  // Sets torch's intra-op threads to the hardware concurrency, or to CTARR_THREADS when that is set.
   Network(const std::string& safetensors_path, const DeviceSpec& device = {});
   ~Network();
   Network(Network&&) noexcept;
@@ -59,9 +98,11 @@ class Network {
   const std::string& device() const;
 
   // Softmax probabilities (1 + classes channels) on input's grid; input has one channel per window.
+  // Sliding window (softmax per tile, then Gaussian-weighted average). options.patch_size must be divisible by 8.
   MultiChannelImage<Scanner> predict(const MultiChannelImage<Scanner>& input, const SlidingWindowOptions& options = {}) const;
 
-  // Raw logits of one tensor-shaped input [1, C, D, H, W] given as flat data (for golden tests).
+  // Raw logits of one tensor-shaped input [1, C, D, H, W] given as flat data (for golden tests); returns
+  // [1, out_channels, D, H, W] flat. D, H, W must be divisible by 8.
   std::vector<float> logits(const std::vector<float>& input, const std::array<int, 3>& dhw) const;
 
  private:

@@ -1,0 +1,532 @@
+// ctarr — the 3D U-Net, the model card and the sliding window. The only translation unit that includes torch.
+//
+// The network is defined with torch::nn modules whose named_parameters() equal the state_dict keys of the
+// PyTorch reference (scripts/ctarr_unet.py); weights come from a safetensors file (detail/safetensors.hpp).
+#include "ctarr/network.hpp"
+
+#include "ctarr/error.hpp"
+#include "ctarr/log.hpp"
+#include "detail/safetensors.hpp"
+
+#include <nlohmann/json.hpp>
+#include <torch/torch.h>
+
+#include <algorithm>
+#include <cctype>
+#include <cmath>
+#include <cstdlib>
+#include <cstring>
+#include <filesystem>
+#include <fstream>
+#include <iterator>
+#include <map>
+#include <set>
+#include <sstream>
+#include <thread>
+
+namespace ctarr {
+
+namespace {
+
+using json = nlohmann::json;
+namespace fs = std::filesystem;
+
+// ---- model card ---------------------------------------------------------------------------------------------
+
+[[noreturn]] void card_fail(const std::string& path, const std::string& what) {
+  throw Error(ErrorCode::ModelFailure, "model card " + path + ": " + what +
+                                           " (the card must be the JSON written with the weights, see "
+                                           "scripts/ctarr_unet.py)");
+}
+
+const json& require(const json& j, const char* key, const std::string& path) {
+  if (!j.contains(key)) card_fail(path, std::string("missing field \"") + key + "\"");
+  return j.at(key);
+}
+
+// ---- the U-Net (names mirror scripts/ctarr_unet.py) -------------------------------------------------------------
+
+struct ConvBlockImpl : torch::nn::Module {
+  ConvBlockImpl(int in, int out, int stride)
+      : conv(register_module(
+            "conv", torch::nn::Conv3d(torch::nn::Conv3dOptions(in, out, 3).stride(stride).padding(1).bias(false)))),
+        norm(register_module("norm", torch::nn::InstanceNorm3d(torch::nn::InstanceNorm3dOptions(out)
+                                                                    .eps(1e-5)
+                                                                    .affine(true)
+                                                                    .track_running_stats(false)))) {}
+  torch::Tensor forward(const torch::Tensor& x) {
+    torch::Tensor y = norm(conv(x));
+    return torch::leaky_relu_(y, 0.01);
+  }
+
+  torch::nn::Conv3d conv;
+  torch::nn::InstanceNorm3d norm;
+};
+TORCH_MODULE(ConvBlock);
+
+torch::nn::Sequential two_blocks(int in, int out, int first_stride) {
+  return torch::nn::Sequential(ConvBlock(in, out, first_stride), ConvBlock(out, out, 1));
+}
+
+struct UNetImpl : torch::nn::Module {
+  UNetImpl(int in_channels, int out_channels, const std::array<int, 4>& f) {
+    torch::nn::ModuleList encoder, upsample, decoder;
+    int cin = in_channels;
+    for (int s = 0; s < 4; ++s) {
+      enc.push_back(two_blocks(cin, f[s], s == 0 ? 1 : 2));
+      encoder->push_back(enc.back());
+      cin = f[s];
+    }
+    for (int s = 0; s < 3; ++s) {
+      up.push_back(torch::nn::ConvTranspose3d(torch::nn::ConvTranspose3dOptions(f[s + 1], f[s], 2).stride(2).bias(true)));
+      upsample->push_back(up.back());
+      dec.push_back(two_blocks(2 * f[s], f[s], 1));
+      decoder->push_back(dec.back());
+    }
+    register_module("encoder", encoder);
+    register_module("upsample", upsample);
+    register_module("decoder", decoder);
+    head = register_module("head", torch::nn::Conv3d(torch::nn::Conv3dOptions(f[0], out_channels, 1).bias(true)));
+  }
+
+  torch::Tensor forward(torch::Tensor x) {
+    std::vector<torch::Tensor> skips;
+    for (auto& stage : enc) {
+      x = stage->forward(x);
+      skips.push_back(x);
+    }
+    for (int s = 2; s >= 0; --s) {
+      const torch::Tensor u = up[static_cast<std::size_t>(s)](x);
+      // skip first, then the upsampled tensor (as in scripts/ctarr_unet.py)
+      x = dec[static_cast<std::size_t>(s)]->forward(torch::cat({skips[static_cast<std::size_t>(s)], u}, 1));
+    }
+    return head(x);
+  }
+
+  std::vector<torch::nn::Sequential> enc, dec;
+  std::vector<torch::nn::ConvTranspose3d> up;
+  torch::nn::Conv3d head{nullptr};
+};
+TORCH_MODULE(UNet);
+
+std::string shape_text(const torch::IntArrayRef& s) {
+  return detail::shape_to_string(std::vector<std::int64_t>(s.begin(), s.end()));
+}
+
+std::string join_first(const std::vector<std::string>& names, std::size_t n = 5) {
+  std::string out;
+  for (std::size_t i = 0; i < names.size() && i < n; ++i) out += (i ? ", " : "") + names[i];
+  if (names.size() > n) out += ", ... (" + std::to_string(names.size()) + " in all)";
+  return out;
+}
+
+void load_weights(UNet& net, const detail::SafetensorsFile& file, const std::string& path) {
+  const std::string hint = " (the weights do not match the card's architecture: re-export the model with "
+                           "scripts/ctarr_unet.py, or fix the card's \"filters\"/\"classes\"/\"windows_hu\")";
+  std::vector<std::string> missing, wrong_shape, extra;
+  std::set<std::string> used;
+  torch::NoGradGuard no_grad;
+  for (auto& item : net->named_parameters()) {
+    const std::string& name = item.key();
+    torch::Tensor& param = item.value();
+    const auto it = file.tensors.find(name);
+    if (it == file.tensors.end()) {
+      missing.push_back(name);
+      continue;
+    }
+    used.insert(name);
+    const detail::SafetensorsTensor& t = it->second;
+    const std::vector<std::int64_t> expected(param.sizes().begin(), param.sizes().end());
+    if (t.shape != expected) {
+      wrong_shape.push_back(name + " is " + detail::shape_to_string(t.shape) + ", expected " + shape_text(param.sizes()));
+      continue;
+    }
+    param.copy_(torch::from_blob(const_cast<float*>(t.data.data()), param.sizes(), torch::kFloat32));
+  }
+  for (const auto& [name, t] : file.tensors)
+    if (!used.count(name)) extra.push_back(name);
+  if (!missing.empty())
+    throw Error(ErrorCode::ModelFailure, "model file " + path + ": tensor(s) missing: " + join_first(missing) + hint);
+  if (!wrong_shape.empty())
+    throw Error(ErrorCode::ModelFailure, "model file " + path + ": wrong shape: " + join_first(wrong_shape) + hint);
+  if (!extra.empty())
+    throw Error(ErrorCode::ModelFailure,
+                "model file " + path + ": tensor(s) not in the network: " + join_first(extra) + hint);
+}
+
+int configure_threads() {
+  int threads = static_cast<int>(std::thread::hardware_concurrency());
+  if (const char* env = std::getenv("CTARR_THREADS"); env && *env) {
+    char* end = nullptr;
+    const long v = std::strtol(env, &end, 10);
+    if (*end != '\0' || v < 1 || v > 4096)
+      throw Error(ErrorCode::Usage, std::string("CTARR_THREADS='") + env + "' is not a positive integer");
+    threads = static_cast<int>(v);
+  }
+  if (threads < 1) threads = 1;
+  at::set_num_threads(threads);
+  return threads;
+}
+
+void check_options(const SlidingWindowOptions& o) {
+  if (o.patch_size < 1) throw Error(ErrorCode::Usage, "sliding window: patch size must be positive, got " + std::to_string(o.patch_size));
+  if (!(o.overlap >= 0.0 && o.overlap < 1.0))
+    throw Error(ErrorCode::Usage, "sliding window: overlap must be in [0, 1), got " + std::to_string(o.overlap));
+  if (!(o.sigma_fraction > 0.0) || !std::isfinite(o.sigma_fraction))
+    throw Error(ErrorCode::Usage, "sliding window: sigma fraction must be positive, got " + std::to_string(o.sigma_fraction));
+}
+
+}  // namespace
+
+// ---- model card ---------------------------------------------------------------------------------------------
+
+std::string model_card_path(const std::string& safetensors_path) {
+  return fs::path(safetensors_path).replace_extension(".json").string();
+}
+
+ModelCard read_model_card(const std::string& path) {
+  std::ifstream in(path, std::ios::binary);
+  if (!in)
+    throw Error(ErrorCode::ModelFailure, "model card " + path +
+                                             " cannot be opened: every <name>.safetensors needs its card <name>.json "
+                                             "beside it");
+  ModelCard card;
+  card.json.assign(std::istreambuf_iterator<char>(in), std::istreambuf_iterator<char>());
+  try {
+    const json j = json::parse(card.json);
+    if (!j.is_object()) card_fail(path, "not a JSON object");
+
+    const json& id = require(j, "id", path);
+    if (!id.is_string() || id.get<std::string>().empty()) card_fail(path, "\"id\" must be a non-empty string");
+    card.id = id.get<std::string>();
+
+    const json& classes = require(j, "classes", path);
+    if (!classes.is_array() || classes.empty()) card_fail(path, "\"classes\" must be a non-empty array of names");
+    for (const json& c : classes) {
+      if (!c.is_string() || c.get<std::string>().empty()) card_fail(path, "\"classes\" entries must be non-empty strings");
+      card.classes.push_back(c.get<std::string>());
+    }
+
+    const json& spacing = require(j, "spacing_mm", path);
+    if (!spacing.is_number() || !(spacing.get<double>() > 0.0) || !std::isfinite(spacing.get<double>()))
+      card_fail(path, "\"spacing_mm\" must be a positive number");
+    card.spacing_mm = spacing.get<double>();
+
+    const json& windows = require(j, "windows_hu", path);
+    if (!windows.is_array() || windows.empty()) card_fail(path, "\"windows_hu\" must be a non-empty array of [lower, upper]");
+    card.windows_hu.clear();
+    for (const json& w : windows) {
+      if (!w.is_array() || w.size() != 2 || !w[0].is_number() || !w[1].is_number() ||
+          !(w[0].get<double>() < w[1].get<double>()))
+        card_fail(path, "each \"windows_hu\" entry must be [lower, upper] HU with lower < upper");
+      card.windows_hu.emplace_back(w[0].get<float>(), w[1].get<float>());
+    }
+
+    const json& patch = require(j, "patch_size", path);
+    if (!patch.is_number_integer() || patch.get<int>() < 8 || patch.get<int>() % 8 != 0)
+      card_fail(path, "\"patch_size\" must be a positive multiple of 8");
+    card.patch_size = patch.get<int>();
+
+    const json& filters = require(j, "filters", path);
+    if (!filters.is_array() || filters.size() != 4) card_fail(path, "\"filters\" must list 4 stage widths");
+    for (std::size_t s = 0; s < 4; ++s) {
+      if (!filters[s].is_number_integer() || filters[s].get<int>() < 1)
+        card_fail(path, "\"filters\" entries must be positive integers");
+      card.filters[s] = filters[s].get<int>();
+    }
+
+    const json& weights = require(j, "weights", path);
+    if (!weights.is_object() || !weights.contains("sha256") || !weights["sha256"].is_string())
+      card_fail(path, "\"weights\" must be an object with \"file\" and \"sha256\"");
+    card.sha256 = weights["sha256"].get<std::string>();
+    std::transform(card.sha256.begin(), card.sha256.end(), card.sha256.begin(),
+                   [](unsigned char c) { return static_cast<char>(std::tolower(c)); });
+    if (card.sha256.size() != 64 || card.sha256.find_first_not_of("0123456789abcdef") != std::string::npos)
+      card_fail(path, "\"weights.sha256\" must be 64 hex digits");
+
+    if (j.contains("trained")) {
+      if (!j["trained"].is_boolean()) card_fail(path, "\"trained\" must be true or false");
+      card.trained = j["trained"].get<bool>();
+    }
+  } catch (const json::exception& e) {
+    card_fail(path, std::string("invalid JSON: ") + e.what());
+  }
+  return card;
+}
+
+// ---- device ---------------------------------------------------------------------------------------------------
+
+std::string resolve_device(const DeviceSpec& spec) {
+  const std::string& t = spec.text;
+  const bool cuda_available = torch::cuda::is_available();
+  if (t == "auto") return cuda_available ? "cuda:0" : "cpu";
+  if (t == "cpu") return "cpu";
+  int index = -1;
+  if (t == "cuda") {
+    index = 0;
+  } else if (t.rfind("cuda:", 0) == 0 && t.size() > 5 && t.size() <= 8 &&
+             t.find_first_not_of("0123456789", 5) == std::string::npos) {
+    index = std::stoi(t.substr(5));
+  } else {
+    throw Error(ErrorCode::Usage, "unknown device '" + t + "': use auto, cpu, cuda or cuda:N (N = GPU index)");
+  }
+  if (!cuda_available)
+    throw Error(ErrorCode::ModelFailure, "CUDA device requested (--device " + t +
+                                             ") but this LibTorch build has no CUDA or no GPU is visible");
+  const auto count = static_cast<int>(torch::cuda::device_count());
+  if (index >= count)
+    throw Error(ErrorCode::ModelFailure, "CUDA device requested (--device " + t + ") but only " +
+                                             std::to_string(count) + " GPU(s) are visible (indices 0.." +
+                                             std::to_string(count - 1) + ")");
+  return "cuda:" + std::to_string(index);
+}
+
+// ---- sliding window (no torch) -------------------------------------------------------------------------------
+
+std::vector<std::int64_t> sliding_window_starts(std::int64_t size, int patch_size, double overlap) {
+  if (patch_size < 1 || !(overlap >= 0.0 && overlap < 1.0))
+    throw Error(ErrorCode::Usage, "sliding window: patch size must be positive and overlap in [0, 1)");
+  std::vector<std::int64_t> starts{0};
+  if (size <= patch_size) return starts;
+  const auto stride = std::max<std::int64_t>(1, std::llround(patch_size * (1.0 - overlap)));
+  const std::int64_t last = size - patch_size;
+  for (std::int64_t s = stride; s < last; s += stride) starts.push_back(s);
+  starts.push_back(last);
+  return starts;
+}
+
+std::vector<float> gaussian_importance_map(int patch_size, double sigma_fraction) {
+  if (patch_size < 1 || !(sigma_fraction > 0.0))
+    throw Error(ErrorCode::Usage, "gaussian importance map: patch size and sigma fraction must be positive");
+  const auto p = static_cast<std::size_t>(patch_size);
+  const double sigma = patch_size * sigma_fraction;
+  const double centre = 0.5 * (patch_size - 1);
+  std::vector<double> g(p);
+  for (std::size_t x = 0; x < p; ++x) {
+    const double d = (static_cast<double>(x) - centre) / sigma;
+    g[x] = std::exp(-0.5 * d * d);
+  }
+  const double gmax = *std::max_element(g.begin(), g.end());
+  for (double& v : g) v /= gmax;  // separable: the product's maximum is 1
+  std::vector<float> w(p * p * p);
+  for (std::size_t k = 0; k < p; ++k)
+    for (std::size_t j = 0; j < p; ++j)
+      for (std::size_t i = 0; i < p; ++i)
+        w[(k * p + j) * p + i] = std::max(kMinImportance, static_cast<float>(g[k] * g[j] * g[i]));
+  return w;
+}
+
+MultiChannelImage<Scanner> sliding_window_batched(const MultiChannelImage<Scanner>& input, int out_channels,
+                                                  const BatchPatchPredictor& predict,
+                                                  const SlidingWindowOptions& options, int batch_size) {
+  check_options(options);
+  if (out_channels < 1) throw Error(ErrorCode::Usage, "sliding window: out_channels must be positive");
+  if (batch_size < 1) throw Error(ErrorCode::Usage, "sliding window: batch size must be positive");
+  const Grid<Scanner>& grid = input.grid;
+  for (int a = 0; a < 3; ++a)
+    if (grid.size[a] < 1) throw Error(ErrorCode::UnsupportedGeometry, "sliding window: input has no voxels along axis " + std::to_string(a));
+  const auto voxels = static_cast<std::size_t>(grid.voxels());
+  if (input.channels < 1 || input.data.size() != voxels * static_cast<std::size_t>(input.channels))
+    throw Error(ErrorCode::Internal, "sliding window: input data holds " + std::to_string(input.data.size()) +
+                                         " values, not channels x voxels");
+
+  const int p = options.patch_size;
+  const auto pp = static_cast<std::size_t>(p);
+  const std::size_t patch_voxels = pp * pp * pp;
+  const auto cin = static_cast<std::size_t>(input.channels);
+  const auto cout = static_cast<std::size_t>(out_channels);
+  const std::vector<float> weight = gaussian_importance_map(p, options.sigma_fraction);
+
+  // Tiles (k, j, i starts); along an axis shorter than the patch the single tile reads zeros past the end.
+  const auto si = sliding_window_starts(grid.size[0], p, options.overlap);
+  const auto sj = sliding_window_starts(grid.size[1], p, options.overlap);
+  const auto sk = sliding_window_starts(grid.size[2], p, options.overlap);
+  std::vector<std::array<std::int64_t, 3>> tiles;
+  for (std::int64_t k : sk)
+    for (std::int64_t j : sj)
+      for (std::int64_t i : si) tiles.push_back({i, j, k});
+  log_debug("sliding window: " + std::to_string(tiles.size()) + " tiles of " + std::to_string(p) + "^3 over " +
+            std::to_string(grid.size[0]) + " x " + std::to_string(grid.size[1]) + " x " + std::to_string(grid.size[2]));
+
+  MultiChannelImage<Scanner> out(grid, out_channels, 0.0f);
+  std::vector<float> weight_sum(voxels, 0.0f);
+  const std::int64_t nx = grid.size[0], ny = grid.size[1], nz = grid.size[2];
+  const auto sx = static_cast<std::size_t>(nx), sxy = static_cast<std::size_t>(nx * ny);
+
+  const std::size_t batch_cap = std::min(static_cast<std::size_t>(batch_size), tiles.size());
+  std::vector<float> in_buf(batch_cap * cin * patch_voxels);
+  std::vector<float> out_buf(batch_cap * cout * patch_voxels);
+
+  for (std::size_t first = 0; first < tiles.size(); first += batch_cap) {
+    const std::size_t count = std::min(batch_cap, tiles.size() - first);
+    // Gather: zeros outside the volume.
+    std::fill(in_buf.begin(), in_buf.begin() + static_cast<std::ptrdiff_t>(count * cin * patch_voxels), 0.0f);
+    for (std::size_t b = 0; b < count; ++b) {
+      const auto& t = tiles[first + b];
+      const std::int64_t len_i = std::min<std::int64_t>(p, nx - t[0]);
+      for (std::size_t c = 0; c < cin; ++c) {
+        const float* src = input.data.data() + c * voxels;
+        float* dst = in_buf.data() + (b * cin + c) * patch_voxels;
+        for (std::int64_t k = 0; k < p && t[2] + k < nz; ++k)
+          for (std::int64_t j = 0; j < p && t[1] + j < ny; ++j)
+            std::memcpy(dst + (static_cast<std::size_t>(k) * pp + static_cast<std::size_t>(j)) * pp,
+                        src + static_cast<std::size_t>(t[2] + k) * sxy + static_cast<std::size_t>(t[1] + j) * sx +
+                            static_cast<std::size_t>(t[0]),
+                        static_cast<std::size_t>(len_i) * sizeof(float));
+      }
+    }
+    predict(static_cast<int>(count), in_buf.data(), out_buf.data());
+    // Scatter: weighted sum of the part inside the volume.
+    for (std::size_t b = 0; b < count; ++b) {
+      const auto& t = tiles[first + b];
+      const std::int64_t len_i = std::min<std::int64_t>(p, nx - t[0]);
+      for (std::int64_t k = 0; k < p && t[2] + k < nz; ++k)
+        for (std::int64_t j = 0; j < p && t[1] + j < ny; ++j) {
+          const std::size_t prow = (static_cast<std::size_t>(k) * pp + static_cast<std::size_t>(j)) * pp;
+          const std::size_t vrow = static_cast<std::size_t>(t[2] + k) * sxy + static_cast<std::size_t>(t[1] + j) * sx +
+                                   static_cast<std::size_t>(t[0]);
+          const float* w = weight.data() + prow;
+          float* ws = weight_sum.data() + vrow;
+          for (std::int64_t i = 0; i < len_i; ++i) ws[i] += w[i];
+          for (std::size_t c = 0; c < cout; ++c) {
+            const float* src = out_buf.data() + (b * cout + c) * patch_voxels + prow;
+            float* dst = out.data.data() + c * voxels + vrow;
+            for (std::int64_t i = 0; i < len_i; ++i) dst[i] += w[i] * src[i];
+          }
+        }
+    }
+  }
+  for (std::size_t c = 0; c < cout; ++c) {
+    float* dst = out.data.data() + c * voxels;
+    for (std::size_t v = 0; v < voxels; ++v) dst[v] /= weight_sum[v];
+  }
+  return out;
+}
+
+MultiChannelImage<Scanner> sliding_window(const MultiChannelImage<Scanner>& input, int out_channels,
+                                          const PatchPredictor& predict, const SlidingWindowOptions& options) {
+  check_options(options);
+  const std::size_t in_size = static_cast<std::size_t>(input.channels) * static_cast<std::size_t>(options.patch_size) *
+                              static_cast<std::size_t>(options.patch_size) * static_cast<std::size_t>(options.patch_size);
+  const std::size_t out_size = static_cast<std::size_t>(out_channels) * static_cast<std::size_t>(options.patch_size) *
+                               static_cast<std::size_t>(options.patch_size) * static_cast<std::size_t>(options.patch_size);
+  return sliding_window_batched(
+      input, out_channels,
+      [&](int count, const float* in, float* out) {
+        for (int b = 0; b < count; ++b)
+          predict(in + static_cast<std::size_t>(b) * in_size, out + static_cast<std::size_t>(b) * out_size);
+      },
+      options, 1);
+}
+
+// ---- Network ---------------------------------------------------------------------------------------------------
+
+struct Network::Impl {
+  ModelCard card;
+  std::string device_name;
+  torch::Device device{torch::kCPU};
+  UNet net{nullptr};
+  int in_channels = 0;
+  int out_channels = 0;
+  int batch_size = 1;
+
+  torch::Tensor forward(const torch::Tensor& x) { return net->forward(x); }
+};
+
+Network::Network(const std::string& safetensors_path, const DeviceSpec& device) : impl_(std::make_unique<Impl>()) {
+  Impl& m = *impl_;
+  m.device_name = resolve_device(device);
+  m.device = torch::Device(m.device_name);
+  const int threads = configure_threads();
+
+  if (!fs::is_regular_file(safetensors_path))
+    throw Error(ErrorCode::ModelFailure, "model file " + safetensors_path +
+                                             " not found (give --model, or set CTARR_DATA_DIR to the folder holding "
+                                             "models/)");
+  const std::string card_path = model_card_path(safetensors_path);
+  m.card = read_model_card(card_path);
+  // Structure first (a truncated file says so), then the checksum, then names and shapes.
+  const detail::SafetensorsFile weights = detail::read_safetensors(safetensors_path);
+  const std::string actual_sha = detail::sha256_file_hex(safetensors_path);
+  if (actual_sha != m.card.sha256)
+    throw Error(ErrorCode::ModelFailure, "model file " + safetensors_path + " has sha256 " + actual_sha +
+                                             " but its card " + card_path + " records " + m.card.sha256 +
+                                             ": the weights and the card do not belong together (re-download both)");
+  m.in_channels = static_cast<int>(m.card.windows_hu.size());
+  m.out_channels = 1 + static_cast<int>(m.card.classes.size());
+
+  try {
+    m.net = UNet(m.in_channels, m.out_channels, m.card.filters);
+    load_weights(m.net, weights, safetensors_path);
+    m.net->eval();
+    m.net->to(m.device);
+  } catch (const c10::Error& e) {
+    throw Error(ErrorCode::ModelFailure, "model file " + safetensors_path + ": LibTorch failed to build the network on " +
+                                             m.device_name + ": " + e.what_without_backtrace());
+  }
+  // CPU: one tile per forward (batching measured no faster on 2 cores); GPU: a few tiles per forward.
+  m.batch_size = m.device.is_cuda() ? 4 : 1;
+  std::int64_t params = 0;
+  for (const auto& p : m.net->parameters()) params += p.numel();
+  log_info("network: model '" + m.card.id + "' (" + std::to_string(params) + " parameters) on " + m.device_name +
+           (m.device.is_cpu() ? " with " + std::to_string(threads) + " threads" : std::string()));
+  if (!m.card.trained)
+    log_warn("network: model '" + m.card.id + "' is randomly initialised (\"trained\": false): results are meaningless");
+}
+
+Network::~Network() = default;
+Network::Network(Network&&) noexcept = default;
+Network& Network::operator=(Network&&) noexcept = default;
+
+const ModelCard& Network::card() const { return impl_->card; }
+const std::string& Network::device() const { return impl_->device_name; }
+
+MultiChannelImage<Scanner> Network::predict(const MultiChannelImage<Scanner>& input,
+                                            const SlidingWindowOptions& options) const {
+  Impl& m = *impl_;
+  if (input.channels != m.in_channels)
+    throw Error(ErrorCode::Internal, "network: input has " + std::to_string(input.channels) + " channels but model '" +
+                                         m.card.id + "' expects " + std::to_string(m.in_channels) + " (one per window)");
+  if (options.patch_size % 8 != 0)
+    throw Error(ErrorCode::Usage, "network: patch size must be a multiple of 8, got " + std::to_string(options.patch_size));
+  const std::int64_t p = options.patch_size;
+  try {
+    torch::InferenceMode guard;
+    return sliding_window_batched(
+        input, m.out_channels,
+        [&](int count, const float* in, float* out) {
+          const torch::Tensor x =
+              torch::from_blob(const_cast<float*>(in), {count, m.in_channels, p, p, p}, torch::kFloat32).to(m.device);
+          const torch::Tensor prob = torch::softmax(m.forward(x), 1).to(torch::kCPU).contiguous();
+          std::memcpy(out, prob.data_ptr<float>(), static_cast<std::size_t>(prob.numel()) * sizeof(float));
+        },
+        options, m.batch_size);
+  } catch (const c10::Error& e) {
+    throw Error(ErrorCode::ModelFailure, "network: inference with model '" + m.card.id + "' on " + m.device_name +
+                                             " failed: " + e.what_without_backtrace() +
+                                             (m.device.is_cuda() ? " (out of GPU memory? try --device cpu)" : ""));
+  }
+}
+
+std::vector<float> Network::logits(const std::vector<float>& input, const std::array<int, 3>& dhw) const {
+  Impl& m = *impl_;
+  for (int a = 0; a < 3; ++a)
+    if (dhw[static_cast<std::size_t>(a)] < 8 || dhw[static_cast<std::size_t>(a)] % 8 != 0)
+      throw Error(ErrorCode::Usage, "network: input sizes must be positive multiples of 8");
+  const std::int64_t d = dhw[0], h = dhw[1], w = dhw[2];
+  if (input.size() != static_cast<std::size_t>(m.in_channels * d * h * w))
+    throw Error(ErrorCode::Internal, "network: logits input has " + std::to_string(input.size()) + " values, expected " +
+                                         std::to_string(m.in_channels * d * h * w));
+  try {
+    torch::InferenceMode guard;
+    const torch::Tensor x =
+        torch::from_blob(const_cast<float*>(input.data()), {1, m.in_channels, d, h, w}, torch::kFloat32).to(m.device);
+    const torch::Tensor y = m.forward(x).to(torch::kCPU).contiguous();
+    return std::vector<float>(y.data_ptr<float>(), y.data_ptr<float>() + y.numel());
+  } catch (const c10::Error& e) {
+    throw Error(ErrorCode::ModelFailure, "network: forward pass of model '" + m.card.id + "' on " + m.device_name +
+                                             " failed: " + e.what_without_backtrace());
+  }
+}
+
+}  // namespace ctarr
