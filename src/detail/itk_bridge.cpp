@@ -15,6 +15,8 @@
 #include <itkNrrdImageIOFactory.h>
 #include <itkVersion.h>
 
+#include <zlib.h>  // linked through ITK (ITKZLIB): NIfTI voxel data is read here, see read_nifti_voxels
+
 // GDCM is used directly when its headers are on the include path, i.e. when the ITKGDCM module (and with it
 // gdcmMSFF/gdcmDICT) is among the ITK components the build links. Otherwise DICOM goes through
 // itk::GDCMImageIO only: same rules, but Enhanced CT frames are placed by GDCM's own geometry, the whole file
@@ -40,6 +42,7 @@
 #include <cmath>
 #include <cstring>
 #include <filesystem>
+#include <fstream>
 #include <functional>
 #include <limits>
 #include <map>
@@ -241,6 +244,151 @@ std::string itk_version() {
 #endif
 }
 
+// ---- NIfTI voxel data ------------------------------------------------------------------------------------
+
+namespace {
+
+template <class T>
+T load(const char* p, bool swap) {
+  char b[sizeof(T)];
+  std::memcpy(b, p, sizeof(T));
+  if (swap) std::reverse(b, b + sizeof(T));
+  T v;
+  std::memcpy(&v, b, sizeof(T));
+  return v;
+}
+
+template <class T>
+void nifti_convert(const char* raw, std::size_t count, bool swap, bool scale, double slope, double inter, float* out) {
+  for (std::size_t n = 0; n < count; ++n) {
+    const T v = load<T>(raw + n * sizeof(T), swap);
+    out[n] = scale ? static_cast<float>(static_cast<double>(v) * slope + inter) : static_cast<float>(v);
+  }
+}
+
+// Reads the voxels of a single-file NIfTI-1 (.nii, .nii.gz) with zlib instead of niftilib, which silently
+// zero-fills a truncated file, turns NaN into 0 and replaces a zero or NaN pixdim by 1. Checks the raw pixdim of
+// the spatial axes. Returns false (nothing done) for files it does not handle: NIfTI-2, .hdr/.img pairs,
+// vector or complex voxels; ITK reads those.
+bool read_nifti_voxels(const std::string& path, std::size_t expected_values, RawImage& out) {
+  gzFile f = gzopen(path.c_str(), "rb");
+  if (!f) throw Error(ErrorCode::UnreadableInput, path + ": cannot open the file");
+  struct Closer {
+    gzFile f;
+    ~Closer() { gzclose(f); }
+  } closer{f};
+  char h[348];
+  if (gzread(f, h, sizeof h) != static_cast<int>(sizeof h))
+    throw Error(ErrorCode::UnreadableInput, path + ": the NIfTI header is truncated");
+  bool swap = false;
+  if (load<std::int32_t>(h, false) != 348) {
+    if (load<std::int32_t>(h, true) != 348) return false;  // NIfTI-2 or something else: let ITK read it
+    swap = true;
+  }
+  if (std::memcmp(h + 344, "n+1", 4) != 0) return false;  // header/image pair
+  const int ndim = load<std::int16_t>(h + 40, swap);
+  std::size_t nvox = 1;
+  for (int d = 1; d <= ndim && d <= 7; ++d) nvox *= static_cast<std::size_t>(std::max<std::int16_t>(1, load<std::int16_t>(h + 40 + 2 * d, swap)));
+  if (nvox != expected_values) return false;  // vector voxels (dim[5]) and the like
+  for (int d = 1; d <= std::min(ndim, 3); ++d) {
+    const float pixdim = load<float>(h + 76 + 4 * d, swap);
+    if (!std::isfinite(pixdim) || pixdim <= 0.0f)
+      throw Error(ErrorCode::UnsupportedGeometry,
+                  path + ": the header gives voxel spacing pixdim[" + std::to_string(d) + "] = " + std::to_string(pixdim) +
+                      " mm; it must be a finite positive number (fix the header)");
+  }
+  const int datatype = load<std::int16_t>(h + 70, swap);
+  const double vox_offset = load<float>(h + 108, swap);
+  const double slope = load<float>(h + 112, swap), inter = load<float>(h + 116, swap);
+  const bool scale = std::isfinite(slope) && slope != 0.0 && std::isfinite(inter) && (slope != 1.0 || inter != 0.0);
+  std::size_t bytes_per_value = 0;
+  switch (datatype) {
+    case 2: case 256: bytes_per_value = 1; break;
+    case 4: case 512: bytes_per_value = 2; break;
+    case 8: case 768: case 16: bytes_per_value = 4; break;
+    case 64: case 1024: case 1280: bytes_per_value = 8; break;
+    default: return false;
+  }
+  if (!(vox_offset >= 348.0) || gzseek(f, static_cast<z_off_t>(vox_offset), SEEK_SET) < 0)
+    throw Error(ErrorCode::UnreadableInput, path + ": the file ends before its voxel data (vox_offset " + std::to_string(vox_offset) + ")");
+
+  const std::size_t total_bytes = nvox * bytes_per_value;
+  std::vector<char> raw(total_bytes);
+  std::size_t done = 0;
+  while (done < total_bytes) {
+    const unsigned chunk = static_cast<unsigned>(std::min<std::size_t>(total_bytes - done, std::size_t{1} << 30));
+    const int got = gzread(f, raw.data() + done, chunk);
+    if (got < 0) {
+      int err = 0;
+      const char* msg = gzerror(f, &err);
+      throw Error(ErrorCode::UnreadableInput,
+                  path + ": the voxel data is corrupt (" + std::string(msg ? msg : "zlib error") + ")");
+    }
+    if (got == 0) break;
+    done += static_cast<std::size_t>(got);
+  }
+  if (done < total_bytes)
+    throw Error(ErrorCode::UnreadableInput, path + ": the file is truncated: " + std::to_string(done) + " of " +
+                                                std::to_string(total_bytes) + " voxel data bytes are present");
+  out.voxels.resize(nvox);
+  float* dst = out.voxels.data();
+  switch (datatype) {
+    case 2: nifti_convert<std::uint8_t>(raw.data(), nvox, swap, scale, slope, inter, dst); break;
+    case 256: nifti_convert<std::int8_t>(raw.data(), nvox, swap, scale, slope, inter, dst); break;
+    case 4: nifti_convert<std::int16_t>(raw.data(), nvox, swap, scale, slope, inter, dst); break;
+    case 512: nifti_convert<std::uint16_t>(raw.data(), nvox, swap, scale, slope, inter, dst); break;
+    case 8: nifti_convert<std::int32_t>(raw.data(), nvox, swap, scale, slope, inter, dst); break;
+    case 768: nifti_convert<std::uint32_t>(raw.data(), nvox, swap, scale, slope, inter, dst); break;
+    case 16: nifti_convert<float>(raw.data(), nvox, swap, scale, slope, inter, dst); break;
+    case 64: nifti_convert<double>(raw.data(), nvox, swap, scale, slope, inter, dst); break;
+    case 1024: nifti_convert<std::int64_t>(raw.data(), nvox, swap, scale, slope, inter, dst); break;
+    case 1280: nifti_convert<std::uint64_t>(raw.data(), nvox, swap, scale, slope, inter, dst); break;
+    default: return false;
+  }
+  return true;
+}
+
+// MetaIO reports a short read on std::cerr and carries on; check the data length against the header first.
+void check_meta_image_complete(const std::string& path, std::uint64_t expected_bytes) {
+  std::ifstream in(path, std::ios::binary);
+  if (!in) return;
+  std::string line, data_file;
+  bool compressed = false;
+  std::uint64_t compressed_size = 0;
+  while (std::getline(in, line) && in.tellg() < 1 << 20) {
+    const auto eq = line.find('=');
+    if (eq == std::string::npos) continue;
+    const std::string key = trim(line.substr(0, eq)), value = trim(line.substr(eq + 1));
+    if (key == "CompressedData") compressed = value == "True" || value == "true";
+    if (key == "CompressedDataSize") compressed_size = static_cast<std::uint64_t>(parse_double(value, 0.0));
+    if (key == "ElementDataFile") {
+      data_file = value;
+      break;
+    }
+  }
+  if (data_file.empty() || !in) return;
+  std::uint64_t available = 0;
+  std::error_code ec;
+  if (data_file == "LOCAL") {
+    const auto header_end = static_cast<std::uint64_t>(in.tellg());
+    const std::uint64_t size = fs::file_size(path, ec);
+    if (ec) return;
+    available = size > header_end ? size - header_end : 0;
+  } else if (data_file.find(' ') == std::string::npos && data_file != "LIST") {
+    const fs::path raw = fs::path(path).parent_path() / data_file;
+    available = fs::file_size(raw, ec);
+    if (ec) throw Error(ErrorCode::UnreadableInput, path + ": its data file " + raw.string() + " is missing");
+  } else {
+    return;  // a list or pattern of slice files: leave it to ITK
+  }
+  const std::uint64_t needed = compressed ? compressed_size : expected_bytes;
+  if (needed > 0 && available < needed)
+    throw Error(ErrorCode::UnreadableInput, path + ": the file is truncated: " + std::to_string(available) + " of " +
+                                                std::to_string(needed) + " data bytes are present");
+}
+
+}  // namespace
+
 // ---- image files through ITK -----------------------------------------------------------------------------
 
 RawImage read_image_file(const std::string& path, ReadKind kind) {
@@ -354,6 +502,8 @@ RawImage read_image_file(const std::string& path, ReadKind kind) {
   io->SetIORegion(region);
   const std::size_t values = static_cast<std::size_t>(total);
   try {
+    if (out.format == "nifti" && ncomp == 1 && read_nifti_voxels(path, values, out)) return out;
+    if (out.format == "meta") check_meta_image_complete(path, static_cast<std::uint64_t>(io->GetImageSizeInBytes()));
     std::vector<char> raw(static_cast<std::size_t>(io->GetImageSizeInBytes()));
     io->Read(raw.data());
     out.voxels.resize(values);
@@ -960,7 +1110,7 @@ RawImage assemble(std::vector<Slice>& slices, const Stack& stack, const std::str
         Slice& prev = kept.back();
         const std::string name = fs::path(s.file->path).filename().string();
         if (s.pixels == prev.pixels) {
-          identical.push_back(name);
+          identical.push_back(name + " (same as " + fs::path(prev.file->path).filename().string() + ")");
         } else {
           differing.push_back(name);
           if (s.file->instance_number < prev.file->instance_number) std::swap(prev, s);
