@@ -428,6 +428,8 @@ std::string read_text_file(const std::string& path) {
 
 bool has_image_extension(const std::string& path) { return !image_extension(path).empty(); }
 
+std::string image_io_versions() { return detail::itk_version(); }
+
 std::string image_stem(const std::string& path) {
   fs::path p(path);
   std::string name = p.filename().string();

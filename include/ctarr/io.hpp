@@ -60,4 +60,7 @@ bool has_image_extension(const std::string& path);
 // File name without folder and image extension ("a/b/scan.nii.gz" -> "scan").
 std::string image_stem(const std::string& path);
 
+// Versions of the image libraries behind this header ("ITK 5.2.1, GDCM 3.0.21"), for the CLI's start-up log.
+std::string image_io_versions();
+
 }  // namespace ctarr

@@ -1148,13 +1148,15 @@ RawImage assemble(std::vector<Slice>& slices, const Stack& stack, const std::str
   const double min_step = *std::min_element(steps.begin(), steps.end());
   const double max_step = *std::max_element(steps.begin(), steps.end());
 
-  // Missing slices: a step of about twice (or more) the median.
+  // Missing slices: a step of about a whole multiple (2x, 3x, ...) of the median. A run of wider steps that
+  // are no such multiple (e.g. 4 mm then 7 mm) is uneven spacing, reported below.
   int missing = 0;
   std::string gaps;
   for (std::size_t k = 0; k < steps.size(); ++k) {
-    if (steps[k] > 1.5 * median) {
-      const int m = static_cast<int>(std::lround(steps[k] / median)) - 1;
-      missing += std::max(1, m);
+    const double ratio = steps[k] / median;
+    const long whole = std::lround(ratio);
+    if (whole >= 2 && std::abs(ratio - static_cast<double>(whole)) < 0.15) {
+      missing += static_cast<int>(whole - 1);
       if (gaps.size() < 200)
         gaps += std::string(gaps.empty() ? "" : "; ") + fmt_double(steps[k], 2) + " mm after slice " +
                 std::to_string(k) + " at " + fmt_double(slices[k].depth, 2) + " mm";
@@ -1382,9 +1384,8 @@ RawImage read_dicom_files(const std::vector<std::string>& paths, const std::stri
     warnings.push_back("the DICOM input holds " + std::to_string(stacks.size()) +
                        " image stacks; read the one with the most slices: " + describe(chosen) + "; ignored: " + others);
   }
-  if (localizers + captures > 0)
-    warnings.push_back("ignored " + std::to_string(localizers) + " localizer and " + std::to_string(captures) +
-                       " secondary-capture image(s)");
+  if (localizers > 0) warnings.push_back("ignored " + std::to_string(localizers) + " localizer image(s)");
+  if (captures > 0) warnings.push_back("ignored " + std::to_string(captures) + " secondary capture image(s)");
 
   // Decode the chosen stack.
   std::vector<Slice> slices;

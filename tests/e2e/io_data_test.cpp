@@ -112,6 +112,7 @@ TEST(DicomData, GantryTiltIsResampledOntoAnOrthogonalGridWithAWarning) {
   const Scan scan = read_scan(data + "/dicom/gantry_tilt_head");
   EXPECT_TRUE(any_warning_contains(scan.info, "gantry tilt 18.5")) << all_warnings(scan.info);
   EXPECT_TRUE(any_warning_contains(scan.info, "uneven")) << all_warnings(scan.info);
+  EXPECT_FALSE(any_warning_contains(scan.info, "missing")) << all_warnings(scan.info);  // 4 mm then 7 mm: no gap
   const Eigen::Matrix3d& d = scan.image.grid.direction;
   EXPECT_LT((d.transpose() * d - Eigen::Matrix3d::Identity()).cwiseAbs().maxCoeff(), 1e-9);
   EXPECT_EQ(scan.info.slices_read, 28);

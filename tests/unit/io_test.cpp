@@ -630,6 +630,8 @@ TEST(Names, ImageExtensionsAndStems) {
   EXPECT_EQ(image_stem("1.2.840.5"), "1.2.840.5");
 }
 
+TEST(Names, ImageIoVersionsNameItk) { EXPECT_EQ(image_io_versions().rfind("ITK 5.", 0), 0u) << image_io_versions(); }
+
 // ---- DICOM series ----------------------------------------------------------------------------------------
 
 TEST(Dicom, SlicesAreOrderedAlongTheNormalAndEveryPixelKeepsItsWorldPosition) {
@@ -757,7 +759,8 @@ TEST(Dicom, LocalizersSecondaryCapturesAndOtherFilesAreIgnored) {
   const Scan scan = read_scan(dir.path());
   EXPECT_EQ(scan.info.slices_read, 3);
   EXPECT_EQ(scan.info.series_uid, "1.2.826.0.1.3680043.2.1125.1");
-  EXPECT_TRUE(any_warning_contains(scan.info, "1 localizer and 5 secondary-capture")) << warnings_of(scan.info);
+  EXPECT_TRUE(any_warning_contains(scan.info, "ignored 1 localizer")) << warnings_of(scan.info);
+  EXPECT_TRUE(any_warning_contains(scan.info, "ignored 5 secondary capture")) << warnings_of(scan.info);
 }
 
 TEST(Dicom, TheSeriesWithTheMostSlicesWins) {
