@@ -191,6 +191,9 @@ void write_atomically(const std::string& path, const std::string& extension,
                     (fs::exists(folder, ec) ? " (it is a file)" : "") + "; create it first");
   if (fs::is_directory(target, ec))
     throw Error(ErrorCode::OutputNotWritable, path + ": cannot write: a folder of that name exists");
+  if (::access(folder.c_str(), W_OK | X_OK) != 0)
+    throw Error(ErrorCode::OutputNotWritable,
+                path + ": cannot write in the folder " + folder.string() + ": " + std::strerror(errno));
 
   static std::atomic<unsigned> counter{0};
   std::string name = target.filename().string();

@@ -39,6 +39,7 @@
 #endif
 
 #include <algorithm>
+#include <cerrno>
 #include <cmath>
 #include <cstring>
 #include <filesystem>
@@ -50,6 +51,9 @@
 #include <new>
 #include <optional>
 #include <sstream>
+
+#include <fcntl.h>
+#include <unistd.h>
 
 namespace ctarr::detail {
 
@@ -577,27 +581,78 @@ void write_dispatch_dim(const std::string& path, const RawGeometry& g, int chann
 
 }  // namespace
 
+namespace {
+
+std::size_t component_size(ComponentType t) {
+  switch (t) {
+    case ComponentType::UInt8: case ComponentType::Int8: return 1;
+    case ComponentType::UInt16: case ComponentType::Int16: return 2;
+    case ComponentType::UInt32: case ComponentType::Int32: case ComponentType::Float32: return 4;
+    case ComponentType::UInt64: case ComponentType::Int64: case ComponentType::Float64: return 8;
+  }
+  return 0;
+}
+
+// ITK's NIfTI and MetaImage writers report nothing when the disk fills up (niftilib and MetaIO only print), so
+// the written file is checked: flushed to disk, and holding all its voxel data.
+void verify_written(const std::string& path, std::uint64_t data_bytes) {
+  const int fd = ::open(path.c_str(), O_RDONLY);
+  if (fd < 0) throw Error(ErrorCode::OutputNotWritable, path + ": cannot write: the file was not created");
+  const int synced = ::fsync(fd);
+  const int sync_errno = errno;
+  ::close(fd);
+  if (synced != 0)
+    throw Error(ErrorCode::OutputNotWritable, path + ": cannot write: " + std::strerror(sync_errno));
+
+  std::string lower_path = path;
+  std::transform(lower_path.begin(), lower_path.end(), lower_path.begin(),
+                 [](unsigned char c) { return static_cast<char>(std::tolower(c)); });
+  auto ends_with = [&](const std::string& suffix) {
+    return lower_path.size() >= suffix.size() && lower_path.compare(lower_path.size() - suffix.size(), suffix.size(), suffix) == 0;
+  };
+  if (ends_with(".nii") || ends_with(".nii.gz")) {
+    gzFile f = gzopen(path.c_str(), "rb");
+    if (!f) throw Error(ErrorCode::OutputNotWritable, path + ": cannot write: the file cannot be read back");
+    std::vector<char> buffer(1 << 20);
+    std::uint64_t total = 0;
+    int got = 0;
+    while ((got = gzread(f, buffer.data(), static_cast<unsigned>(buffer.size()))) > 0) total += static_cast<std::uint64_t>(got);
+    gzclose(f);
+    if (got < 0 || total < 348 + data_bytes)
+      throw Error(ErrorCode::OutputNotWritable, path + ": cannot write: the file is incomplete (disk full?)");
+  } else if (ends_with(".mha")) {
+    try {
+      check_meta_image_complete(path, data_bytes);
+    } catch (const Error&) {
+      throw Error(ErrorCode::OutputNotWritable, path + ": cannot write: the file is incomplete (disk full?)");
+    }
+  }
+}
+
+}  // namespace
+
 void write_image_file(const std::string& path, const RawGeometry& g, int channels, ComponentType type,
                       const void* data) {
   ensure_setup();
   try {
     switch (type) {
-      case ComponentType::UInt8: return write_dispatch_dim<std::uint8_t>(path, g, channels, data);
-      case ComponentType::Int8: return write_dispatch_dim<std::int8_t>(path, g, channels, data);
-      case ComponentType::UInt16: return write_dispatch_dim<std::uint16_t>(path, g, channels, data);
-      case ComponentType::Int16: return write_dispatch_dim<std::int16_t>(path, g, channels, data);
-      case ComponentType::UInt32: return write_dispatch_dim<std::uint32_t>(path, g, channels, data);
-      case ComponentType::Int32: return write_dispatch_dim<std::int32_t>(path, g, channels, data);
-      case ComponentType::UInt64: return write_dispatch_dim<std::uint64_t>(path, g, channels, data);
-      case ComponentType::Int64: return write_dispatch_dim<std::int64_t>(path, g, channels, data);
-      case ComponentType::Float32: return write_dispatch_dim<float>(path, g, channels, data);
-      case ComponentType::Float64: return write_dispatch_dim<double>(path, g, channels, data);
+      case ComponentType::UInt8: write_dispatch_dim<std::uint8_t>(path, g, channels, data); break;
+      case ComponentType::Int8: write_dispatch_dim<std::int8_t>(path, g, channels, data); break;
+      case ComponentType::UInt16: write_dispatch_dim<std::uint16_t>(path, g, channels, data); break;
+      case ComponentType::Int16: write_dispatch_dim<std::int16_t>(path, g, channels, data); break;
+      case ComponentType::UInt32: write_dispatch_dim<std::uint32_t>(path, g, channels, data); break;
+      case ComponentType::Int32: write_dispatch_dim<std::int32_t>(path, g, channels, data); break;
+      case ComponentType::UInt64: write_dispatch_dim<std::uint64_t>(path, g, channels, data); break;
+      case ComponentType::Int64: write_dispatch_dim<std::int64_t>(path, g, channels, data); break;
+      case ComponentType::Float32: write_dispatch_dim<float>(path, g, channels, data); break;
+      case ComponentType::Float64: write_dispatch_dim<double>(path, g, channels, data); break;
     }
   } catch (const itk::ExceptionObject& e) {
     throw Error(ErrorCode::OutputNotWritable, path + ": cannot write the image: " + condense(e));
   } catch (const std::bad_alloc&) {
     throw Error(ErrorCode::OutputNotWritable, path + ": not enough memory to write the image");
   }
+  verify_written(path, static_cast<std::uint64_t>(g.voxels()) * static_cast<std::uint64_t>(channels) * component_size(type));
 }
 
 // ---- DICOM -----------------------------------------------------------------------------------------------
@@ -1136,7 +1191,7 @@ RawImage assemble(std::vector<Slice>& slices, const Stack& stack, const std::str
   }
   if (slices.size() < 2)
     throw Error(ErrorCode::UnsupportedGeometry,
-                what + ": the DICOM series " + describe(stack) + " has a single slice position (2D); ctarr needs a 3D volume");
+                what + ": the DICOM series " + describe(stack) + " has a single slice position (2D); ctarr needs a 3D volume (give the folder that holds the whole series)");
 
   steps.clear();
   for (std::size_t k = 1; k < slices.size(); ++k) steps.push_back(slices[k].depth - slices[k - 1].depth);

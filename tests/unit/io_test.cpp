@@ -16,6 +16,8 @@
 #include <string>
 #include <vector>
 
+#include <unistd.h>
+
 namespace ctarr::test {
 namespace {
 
@@ -587,6 +589,18 @@ TEST(WriteImage, TargetThatIsAFolderIsNotWritableAndLeavesNoTemporaryFile) {
   expect_error([&] { write_image(index_ramp({2, 2, 2}, Eigen::Matrix3d::Identity()), path); },
                ErrorCode::OutputNotWritable, path);
   EXPECT_EQ(files_in(dir.path()), std::vector<std::string>{"taken.nii.gz"});
+}
+
+TEST(WriteImage, ReadOnlyFolderIsNotWritable) {
+  if (::geteuid() == 0) GTEST_SKIP() << "running as root: permissions do not stop writes";
+  TempDir dir;
+  fs::create_directory(dir.file("ro"));
+  fs::permissions(dir.file("ro"), fs::perms::owner_read | fs::perms::owner_exec);
+  const std::string path = dir.file("ro/out.nii.gz");
+  expect_error([&] { write_image(index_ramp({2, 2, 2}, Eigen::Matrix3d::Identity()), path); },
+               ErrorCode::OutputNotWritable, path);
+  fs::permissions(dir.file("ro"), fs::perms::owner_all);
+  EXPECT_TRUE(files_in(dir.file("ro")).empty());
 }
 
 TEST(WriteImage, UnknownExtensionIsNotWritable) {
