@@ -91,10 +91,42 @@ struct NiftiSpec {
   std::array<std::array<float, 4>, 3> srow{{{1, 0, 0, 0}, {0, 1, 0, 0}, {0, 0, 1, 0}}};  // RAS sform, sform_code 1
   short datatype = 16;                                // 16 float32, 4 int16
   float slope = 0.0f, inter = 0.0f;
-  std::vector<char> data;                             // raw voxel bytes
+  std::vector<char> data;                             // raw voxel bytes, little endian
+  bool big_endian = false;                            // write header and voxels byte-swapped
 };
 
+template <class T>
+void put_swapped(std::vector<char>& bytes, std::size_t offset, T value) {
+  put<T>(bytes, offset, value);
+  std::reverse(bytes.begin() + static_cast<std::ptrdiff_t>(offset), bytes.begin() + static_cast<std::ptrdiff_t>(offset + sizeof(T)));
+}
+
 void write_nifti(const std::string& path, const NiftiSpec& s) {
+  if (s.big_endian) {
+    std::vector<char> h(352, 0);
+    put_swapped<int>(h, 0, 348);
+    put_swapped<short>(h, 40, static_cast<short>(s.dims.size()));
+    for (std::size_t d = 0; d < 7; ++d) put_swapped<short>(h, 42 + 2 * d, d < s.dims.size() ? s.dims[d] : short{1});
+    put_swapped<short>(h, 70, s.datatype);
+    put_swapped<short>(h, 72, static_cast<short>(s.datatype == 4 ? 16 : 32));
+    put_swapped<float>(h, 76, 1.0f);
+    for (std::size_t k = 0; k < 7; ++k) put_swapped<float>(h, 80 + 4 * k, k < 3 ? s.pixdim[k] : 1.0f);
+    put_swapped<float>(h, 108, 352.0f);
+    put_swapped<float>(h, 112, s.slope);
+    put_swapped<float>(h, 116, s.inter);
+    h[123] = 2;
+    put_swapped<short>(h, 254, 1);
+    for (std::size_t r = 0; r < 3; ++r)
+      for (std::size_t c = 0; c < 4; ++c) put_swapped<float>(h, 280 + 16 * r + 4 * c, s.srow[r][c]);
+    std::memcpy(h.data() + 344, "n+1\0", 4);
+    const std::size_t width = s.datatype == 4 ? 2 : 4;
+    std::vector<char> data = s.data;
+    for (std::size_t n = 0; n + width <= data.size(); n += width)
+      std::reverse(data.begin() + static_cast<std::ptrdiff_t>(n), data.begin() + static_cast<std::ptrdiff_t>(n + width));
+    h.insert(h.end(), data.begin(), data.end());
+    write_bytes(path, h);
+    return;
+  }
   std::vector<char> h(352, 0);
   put<int>(h, 0, 348);
   put<short>(h, 40, static_cast<short>(s.dims.size()));
@@ -513,6 +545,24 @@ TEST(ReadScan, NanVoxelsInOtherFormatsAreReplacedToo) {
     EXPECT_EQ(scan.image.voxels[5], 0.0f) << name;
     EXPECT_TRUE(any_warning_contains(scan.info, "1 NaN/infinite")) << name << warnings_of(scan.info);
   }
+}
+
+TEST(ReadScan, BigEndianNiftiIsRead) {
+  TempDir dir;
+  NiftiSpec spec;
+  spec.big_endian = true;
+  spec.pixdim = {0.5f, 0.75f, 2.0f};
+  spec.srow = {{{-0.5f, 0, 0, 10}, {0, 0.75f, 0, -20}, {0, 0, 2.0f, 30}}};
+  spec.data = float_bytes(ramp(24));
+  write_nifti(dir.file("be.nii"), spec);
+  const Scan scan = read_scan(dir.file("be.nii"));
+  EXPECT_EQ(scan.image.voxels, ramp(24));
+  EXPECT_NEAR(scan.image.grid.spacing[1], 0.75, 1e-6);
+  // RAS (10, -20, 30) is LPS (-10, 20, 30); RAS -x is LPS +x.
+  EXPECT_NEAR(scan.image.grid.origin[0], -10.0, 1e-5);
+  EXPECT_NEAR(scan.image.grid.origin[1], 20.0, 1e-5);
+  EXPECT_NEAR(scan.image.grid.direction(0, 0), 1.0, 1e-6);
+  EXPECT_NEAR(scan.image.grid.direction(1, 1), -1.0, 1e-6);
 }
 
 TEST(ReadScan, NiftiScalingGivesFloatStoredTypeOnlyWhenValuesAreFractional) {
