@@ -402,6 +402,8 @@ RawImage read_image_file(const std::string& path, ReadKind kind) {
     io = itk::ImageIOFactory::CreateImageIO(path.c_str(), itk::IOFileModeEnum::ReadMode);
   } catch (const itk::ExceptionObject& e) {
     throw Error(ErrorCode::UnreadableInput, path + ": cannot read the image: " + condense(e));
+  } catch (const std::exception& e) {
+    throw Error(ErrorCode::UnreadableInput, path + ": cannot read the image: " + e.what());
   }
   if (!io || std::string(io->GetNameOfClass()) == "GDCMImageIO") {
     if (is_dicom_file(path)) {
@@ -424,6 +426,8 @@ RawImage read_image_file(const std::string& path, ReadKind kind) {
                   path + ": the header's direction cosines are not orthonormal (a sheared grid, e.g. an "
                          "uncorrected gantry tilt): " + why + "; resample the image onto an orthogonal grid first");
     throw Error(ErrorCode::UnreadableInput, path + ": cannot read the image header: " + why);
+  } catch (const std::exception& e) {
+    throw Error(ErrorCode::UnreadableInput, path + ": cannot read the image header: " + e.what());
   }
 
   RawImage out;
@@ -526,6 +530,10 @@ RawImage read_image_file(const std::string& path, ReadKind kind) {
                 path + ": cannot read the voxel data (truncated or corrupt file?): " + condense(e));
   } catch (const std::bad_alloc&) {
     throw Error(ErrorCode::UnreadableInput, path + ": not enough memory to read " + size_string(dims) + " voxels");
+  } catch (const Error&) {
+    throw;
+  } catch (const std::exception& e) {
+    throw Error(ErrorCode::UnreadableInput, path + ": cannot read the voxel data: " + e.what());
   }
   return out;
 }
@@ -651,6 +659,8 @@ void write_image_file(const std::string& path, const RawGeometry& g, int channel
     throw Error(ErrorCode::OutputNotWritable, path + ": cannot write the image: " + condense(e));
   } catch (const std::bad_alloc&) {
     throw Error(ErrorCode::OutputNotWritable, path + ": not enough memory to write the image");
+  } catch (const std::exception& e) {
+    throw Error(ErrorCode::OutputNotWritable, path + ": cannot write the image: " + e.what());
   }
   verify_written(path, static_cast<std::uint64_t>(g.voxels()) * static_cast<std::uint64_t>(channels) * component_size(type));
 }
