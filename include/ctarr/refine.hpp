@@ -12,7 +12,7 @@ struct RefineOptions {
   double min_improvement = 0.005;  // halve the step whenever the loss falls by less than this
   int max_halvings = 4;            // stop at the fourth halving
   int max_iterations = 300;        // safety net
-  double working_spacing_mm = 6.0; // masks are pooled to this spacing for the fit
+  double working_spacing_mm = 6.0; // scan masks are pooled to this spacing for the fit (the atlas to half of it)
   std::string device = "cpu";      // resolved device string ("cpu", "cuda:0")
 };
 
@@ -32,5 +32,12 @@ struct RefineResult {
 // scan_masks and atlas_masks: kNumClasses channels. Starts at `init` (its isotropic scale on every axis).
 RefineResult refine_transform(const MultiChannelImage<Scanner>& scan_masks, const MultiChannelImage<Atlas>& atlas_masks,
                               const InitialFit& init, const RefineOptions& options = {});
+
+// Weighted mean soft Dice of the scan against the atlas under `scanner_to_atlas`, computed as refine_transform
+// computes it (scan pooled to options.working_spacing_mm, atlas to half of it, Dice over the scan's field of view),
+// over the classes with a weight > 0 (weights are normalised). Throws FitFailed when no weight is positive.
+double soft_dice(const MultiChannelImage<Scanner>& scan_masks, const MultiChannelImage<Atlas>& atlas_masks,
+                 const Affine<Scanner, Atlas>& scanner_to_atlas, const std::array<double, kNumClasses>& weights,
+                 const RefineOptions& options = {});
 
 }  // namespace ctarr

@@ -1,7 +1,11 @@
 // ctarr tests — shared helpers: tiny images built in code, repo and shared-data paths, temporary folders.
 #pragma once
 
+#include "ctarr/classes.hpp"
 #include "ctarr/image.hpp"
+
+#include <array>
+#include <vector>
 
 #include <optional>
 #include <string>
@@ -36,5 +40,34 @@ Image<float> index_ramp(const Index3& size, const Eigen::Matrix3d& direction);
 
 // Runs a shell command, returns its exit status; stdout+stderr go to `output` when given.
 int run_command(const std::string& command, std::string* output = nullptr);
+
+// ---- Synthetic 19-class "body" phantom (landmarks, refine) -------------------------------------------------------
+// One soft ellipsoid per class, placed roughly anatomically in "body" millimetres (LPS: +x is the patient's left,
+// +y posterior, +z superior; feet near z = 0, skull top near z = 595). The class order is the phantom's own (see
+// support.cpp), not necessarily the paper's Table 1 order; only the count kNumClasses matters to the fit.
+struct BodyPart {
+  int label_index;             // channel 0..kNumClasses-1
+  Eigen::Vector3d centre_mm;   // body mm
+  Eigen::Vector3d radii_mm;    // semi-axes along body x, y, z
+};
+const std::array<BodyPart, kNumClasses>& body_parts();
+// A 3 mm-ish Atlas grid covering the whole body with a margin (72 x 48 x 216 voxels at 3 mm).
+Grid<Atlas> body_atlas_grid(double spacing_mm = 3.0);
+// Soft masks (kNumClasses channels) of `parts` on `grid`: the voxel at world x gets the ellipsoids' value at
+// world_to_body * x. Soft edge: logistic in the (approximate) signed distance, width edge_mm.
+template <class Frame>
+MultiChannelImage<Frame> render_parts(const Grid<Frame>& grid, const std::vector<BodyPart>& parts,
+                                      const Eigen::Affine3d& world_to_body = Eigen::Affine3d::Identity(),
+                                      double edge_mm = 1.5);
+// render_parts with the whole body.
+template <class Frame>
+MultiChannelImage<Frame> render_body(const Grid<Frame>& grid,
+                                     const Eigen::Affine3d& world_to_body = Eigen::Affine3d::Identity(),
+                                     double edge_mm = 1.5);
+// A grid with the given direction and spacing whose voxels cover the pre-image of the body box [lower, upper]
+// (body mm) under body = scan_to_body * x.
+Grid<Scanner> grid_covering(const Eigen::Affine3d& scan_to_body, const Eigen::Vector3d& lower_mm,
+                            const Eigen::Vector3d& upper_mm, double spacing_mm,
+                            const Eigen::Matrix3d& direction = Eigen::Matrix3d::Identity());
 
 }  // namespace ctarr::test

@@ -1,0 +1,200 @@
+// ctarr — centre-of-mass landmarks of soft masks and the landmark-based initial fit (orientation search).
+#include "ctarr/landmarks.hpp"
+
+#include "ctarr/error.hpp"
+#include "ctarr/log.hpp"
+
+#include <algorithm>
+#include <cmath>
+#include <cstddef>
+#include <limits>
+#include <sstream>
+
+namespace ctarr {
+
+template <class Frame>
+Landmarks<Frame> extract_landmarks(const MultiChannelImage<Frame>& soft_masks) {
+  const Grid<Frame>& g = soft_masks.grid;
+  validate_grid(g, "soft masks");
+  if (soft_masks.channels != kNumClasses)
+    throw Error(ErrorCode::Internal, "extract_landmarks: soft masks have " + std::to_string(soft_masks.channels) +
+                                         " channels, expected " + std::to_string(kNumClasses) + " (one per class)");
+  const auto voxels = static_cast<std::size_t>(g.voxels());
+  if (soft_masks.data.size() != voxels * static_cast<std::size_t>(kNumClasses))
+    throw Error(ErrorCode::Internal, "extract_landmarks: soft-mask buffer holds " +
+                                         std::to_string(soft_masks.data.size()) + " values, expected " +
+                                         std::to_string(voxels * static_cast<std::size_t>(kNumClasses)));
+
+  const double voxel_ml = g.spacing.prod() / 1000.0;
+  const std::int64_t ni = g.size[0], nj = g.size[1], nk = g.size[2];
+  Landmarks<Frame> out;
+  for (int c = 0; c < kNumClasses; ++c) {
+    const float* p = soft_masks.channel(c);
+    // Sums in index space (exact: the index -> world map is affine), accumulated per row for speed.
+    double sum = 0.0, si = 0.0, sj = 0.0, sk = 0.0;
+    std::size_t n = 0;
+    for (std::int64_t k = 0; k < nk; ++k) {
+      double slice_sum = 0.0, slice_si = 0.0, slice_sj = 0.0;
+      for (std::int64_t j = 0; j < nj; ++j) {
+        double row_sum = 0.0, row_si = 0.0;
+        for (std::int64_t i = 0; i < ni; ++i, ++n) {
+          const float v = p[n];
+          if (v > 0.0f) {  // also skips NaN
+            row_sum += static_cast<double>(v);
+            row_si += static_cast<double>(v) * static_cast<double>(i);
+          }
+        }
+        slice_sum += row_sum;
+        slice_si += row_si;
+        slice_sj += row_sum * static_cast<double>(j);
+      }
+      sum += slice_sum;
+      si += slice_si;
+      sj += slice_sj;
+      sk += slice_sum * static_cast<double>(k);
+    }
+    out.volume_ml[static_cast<std::size_t>(c)] = sum * voxel_ml;
+    // An empty class keeps the grid centre as a placeholder; volume 0 is what marks it absent.
+    out.centre_mm[static_cast<std::size_t>(c)] =
+        sum > 0.0 ? g.to_world(ContinuousIndex{Eigen::Vector3d(si, sj, sk) / sum}).mm : g.centre().mm;
+  }
+  return out;
+}
+
+template Landmarks<Scanner> extract_landmarks<Scanner>(const MultiChannelImage<Scanner>&);
+template Landmarks<Atlas> extract_landmarks<Atlas>(const MultiChannelImage<Atlas>&);
+
+std::vector<OrientationCandidate> orientation_candidates(bool xy_flips) {
+  std::vector<OrientationCandidate> out;
+  const char* rot_names[4] = {"", "rot90", "rot180", "rot270"};
+  // In-plane rotation about +z (superior) by k x 90 deg: x -> y for k = 1.
+  auto rot_z = [](int k) {
+    Eigen::Matrix3d r = Eigen::Matrix3d::Identity();
+    const double c[4] = {1, 0, -1, 0}, s[4] = {0, 1, 0, -1};
+    r(0, 0) = c[k];
+    r(0, 1) = -s[k];
+    r(1, 0) = s[k];
+    r(1, 1) = c[k];
+    return r;
+  };
+  // Flips are applied to scanner coordinates first, then the rotation. With xflip, the four rotations also give
+  // the y mirror (rot180+xflip) and the two diagonal mirrors, i.e. every in-plane reflection.
+  const int n_xflip = xy_flips ? 2 : 1;
+  for (int xflip = 0; xflip < n_xflip; ++xflip) {
+    for (int zflip = 0; zflip < 2; ++zflip) {
+      for (int k = 0; k < 4; ++k) {
+        const Eigen::Matrix3d flip = Eigen::Vector3d(xflip ? -1.0 : 1.0, 1.0, zflip ? -1.0 : 1.0).asDiagonal();
+        std::string name = rot_names[k];
+        auto add = [&name](const char* part) { name += (name.empty() ? "" : "+") + std::string(part); };
+        if (zflip) add("zflip");
+        if (xflip) add("xflip");
+        if (name.empty()) name = "identity";
+        OrientationCandidate cand;
+        cand.name = name;
+        cand.rotation = rot_z(k) * flip;
+        out.push_back(cand);
+      }
+    }
+  }
+  return out;
+}
+
+Affine<Scanner, Atlas> InitialFit::scanner_to_atlas() const {
+  Eigen::Affine3d m = Eigen::Affine3d::Identity();
+  m.linear() = scale * rotation;
+  m.translation() = pivot_atlas_mm - scale * rotation * pivot_scanner_mm;
+  return Affine<Scanner, Atlas>(m);
+}
+
+namespace {
+
+// Weighted least-squares similarity a ~ s R (p - p_mean) + a_mean for a fixed R; returns the weighted RMS error.
+double fit_scale_and_error(const std::vector<Eigen::Vector3d>& p, const std::vector<Eigen::Vector3d>& a,
+                           const std::vector<double>& w, const Eigen::Vector3d& p_mean, const Eigen::Vector3d& a_mean,
+                           const Eigen::Matrix3d& r, bool fit_scale, double* scale_out) {
+  double num = 0.0, den = 0.0;
+  for (std::size_t n = 0; n < p.size(); ++n) {
+    const Eigen::Vector3d rp = r * (p[n] - p_mean);
+    num += w[n] * rp.dot(a[n] - a_mean);
+    den += w[n] * rp.squaredNorm();
+  }
+  double s = 1.0;
+  if (fit_scale && den > 1e-12) s = std::clamp(num / den, 0.6, 1.6);
+  double err = 0.0;
+  for (std::size_t n = 0; n < p.size(); ++n)
+    err += w[n] * (s * (r * (p[n] - p_mean)) + a_mean - a[n]).squaredNorm();
+  *scale_out = s;
+  return std::sqrt(std::max(err, 0.0));  // weights sum to 1
+}
+
+}  // namespace
+
+InitialFit initial_fit(const Landmarks<Scanner>& scan, const Landmarks<Atlas>& atlas, const LandmarkOptions& options) {
+  InitialFit fit;
+  double total = 0.0;
+  for (std::size_t c = 0; c < static_cast<std::size_t>(kNumClasses); ++c) {
+    const double av = atlas.volume_ml[c], sv = scan.volume_ml[c];
+    double w = 0.0;
+    if (av > 0.0 && sv > 0.0 && std::isfinite(av) && std::isfinite(sv)) w = std::min(sv / av, 1.0);
+    if (w > 0.0 && w >= options.present_fraction && scan.centre_mm[c].allFinite() && atlas.centre_mm[c].allFinite()) {
+      fit.weights[c] = w;
+      fit.classes_seen.push_back(static_cast<int>(c));
+      total += w;
+    }
+  }
+  if (fit.classes_seen.empty()) {
+    std::ostringstream msg;
+    msg << "no anatomy recognised in the scan: none of the " << kNumClasses << " classes reaches "
+        << options.present_fraction * 100.0
+        << "% of its atlas volume; check that the input is a CT scan (Hounsfield units) of the head or trunk";
+    throw Error(ErrorCode::FitFailed, msg.str());
+  }
+  for (double& w : fit.weights) w /= total;
+
+  std::vector<Eigen::Vector3d> p, a;
+  std::vector<double> w;
+  Eigen::Vector3d p_mean = Eigen::Vector3d::Zero(), a_mean = Eigen::Vector3d::Zero();
+  for (int c : fit.classes_seen) {
+    const auto cc = static_cast<std::size_t>(c);
+    p.push_back(scan.centre_mm[cc]);
+    a.push_back(atlas.centre_mm[cc]);
+    w.push_back(fit.weights[cc]);
+    p_mean += fit.weights[cc] * scan.centre_mm[cc];
+    a_mean += fit.weights[cc] * atlas.centre_mm[cc];
+  }
+  fit.pivot_scanner_mm = p_mean;
+  fit.pivot_atlas_mm = a_mean;
+
+  const int n_seen = static_cast<int>(fit.classes_seen.size());
+  if (n_seen >= options.min_classes_for_search) {
+    fit.searched = true;
+    double best = std::numeric_limits<double>::infinity();
+    for (OrientationCandidate cand : orientation_candidates(options.search_xy_flips)) {
+      double s = 1.0;
+      cand.rms_error_mm = fit_scale_and_error(p, a, w, p_mean, a_mean, cand.rotation, options.fit_scale, &s);
+      if (cand.rms_error_mm < best) {  // strict: ties keep the earlier (identity first)
+        best = cand.rms_error_mm;
+        fit.rotation = cand.rotation;
+        fit.orientation = cand.name;
+        fit.scale = s;
+      }
+      fit.candidates.push_back(cand);
+    }
+  } else {
+    // Too few landmarks to fix a rotation: translation only, reported as the single identity candidate.
+    fit.searched = false;
+    OrientationCandidate cand;
+    cand.name = "identity";
+    cand.rotation = Eigen::Matrix3d::Identity();
+    double s = 1.0;
+    cand.rms_error_mm = fit_scale_and_error(p, a, w, p_mean, a_mean, cand.rotation, false, &s);
+    fit.candidates.push_back(cand);
+  }
+  std::ostringstream msg;
+  msg << "initial fit: " << n_seen << " classes seen, orientation " << fit.orientation << ", scale " << fit.scale
+      << (fit.searched ? "" : " (translation only: too few classes for an orientation search)");
+  log_info(msg.str());
+  return fit;
+}
+
+}  // namespace ctarr
