@@ -2,6 +2,7 @@
 #include "commands.hpp"
 
 #include "ctarr/error.hpp"
+#include "ctarr/io.hpp"
 #include "ctarr/log.hpp"
 #include "ctarr/version.hpp"
 
@@ -41,7 +42,12 @@ int main(int argc, char** argv) {
   int verbose = 0, quiet = 0;
   app.add_flag("-v,--verbose", verbose, "More log output (debug)");
   app.add_flag("-q,--quiet", quiet, "Only warnings and errors");
-  app.parse_complete_callback([&] { setup_logging(quiet > 0 ? -1 : verbose); });
+  app.parse_complete_callback([&] {
+    setup_logging(quiet > 0 ? -1 : verbose);
+    std::string command_line;
+    for (int n = 0; n < argc; ++n) command_line += (n ? " " : "") + std::string(argv[n]);
+    spdlog::debug("ctarr {} ({}); {}", ctarr::kVersion, ctarr::image_io_versions(), command_line);
+  });
 
   int exit_code = EXIT_SUCCESS;
   ctarr::cli::register_commands(app, exit_code);
