@@ -1,0 +1,600 @@
+// ctarr — regions inferred from labelled cases: fit, carry the labels into the atlas grid, average, threshold,
+// connected components, boxes.
+#include "ctarr/infer_regions.hpp"
+
+#include "ctarr/error.hpp"
+#include "ctarr/io.hpp"
+#include "ctarr/log.hpp"
+#include "ctarr/version.hpp"
+#include "parallel.hpp"
+
+#include <nlohmann/json.hpp>
+
+#include <algorithm>
+#include <cmath>
+#include <ctime>
+#include <filesystem>
+#include <map>
+#include <optional>
+#include <sstream>
+
+namespace ctarr {
+
+namespace fs = std::filesystem;
+using json = nlohmann::ordered_json;  // keys in the order written
+
+namespace {
+
+// Continuous index in a case's grid as an affine function of the atlas voxel index: ci = a * idx + b.
+struct IndexMap {
+  Eigen::Matrix3d a;
+  Eigen::Vector3d b;
+  Eigen::Vector3d operator()(const Eigen::Vector3d& idx) const { return a * idx + b; }
+};
+
+IndexMap atlas_index_to_case_index(const Grid<Atlas>& atlas, const Grid<Scanner>& grid,
+                                   const Affine<Scanner, Atlas>& scanner_to_atlas) {
+  const Eigen::Affine3d to_scanner = scanner_to_atlas.matrix().inverse();
+  const Eigen::Matrix3d p = grid.spacing.cwiseInverse().asDiagonal() * grid.direction.transpose();
+  IndexMap m;
+  m.a = p * to_scanner.linear() * atlas.index_to_world_linear();
+  m.b = p * (to_scanner * atlas.origin - grid.origin);
+  return m;
+}
+
+bool inside_voxel_box(const Eigen::Vector3d& ci, const Index3& size) {
+  for (int a = 0; a < 3; ++a)
+    if (!(ci[a] >= -0.5 && ci[a] <= static_cast<double>(size[a]) - 0.5)) return false;
+  return true;
+}
+
+Index3 index_of(std::int64_t n, const Index3& size) {
+  Index3 idx;
+  idx[0] = n % size[0];
+  idx[1] = (n / size[0]) % size[1];
+  idx[2] = n / (size[0] * size[1]);
+  return idx;
+}
+
+// Atlas voxel range [start, end) holding the case's mask (voxel boxes mapped by the fit), grown by one voxel.
+std::optional<IndexBox> mask_extent_in_atlas(const RegionCase& c, const Grid<Atlas>& atlas) {
+  Index3 lo{{c.mask.grid.size[0], c.mask.grid.size[1], c.mask.grid.size[2]}}, hi{{-1, -1, -1}};
+  const Index3& size = c.mask.grid.size;
+  for (std::int64_t k = 0; k < size[2]; ++k)
+    for (std::int64_t j = 0; j < size[1]; ++j)
+      for (std::int64_t i = 0; i < size[0]; ++i) {
+        if (!c.mask.voxels[c.mask.grid.linear(Index3{{i, j, k}})]) continue;
+        const Index3 idx{{i, j, k}};
+        for (int a = 0; a < 3; ++a) {
+          lo[a] = std::min(lo[a], idx[a]);
+          hi[a] = std::max(hi[a], idx[a]);
+        }
+      }
+  if (hi[0] < 0) return std::nullopt;
+  Eigen::Vector3d amin = Eigen::Vector3d::Constant(1e300), amax = Eigen::Vector3d::Constant(-1e300);
+  for (int corner = 0; corner < 8; ++corner) {
+    ContinuousIndex ci;
+    for (int a = 0; a < 3; ++a)
+      ci.v[a] = ((corner >> a) & 1) ? static_cast<double>(hi[a]) + 0.5 : static_cast<double>(lo[a]) - 0.5;
+    const Point<Atlas> p = c.scanner_to_atlas(c.mask.grid.to_world(ci));
+    const Eigen::Vector3d ai = atlas.to_continuous_index(p).v;
+    amin = amin.cwiseMin(ai);
+    amax = amax.cwiseMax(ai);
+  }
+  IndexBox box;
+  for (int a = 0; a < 3; ++a) {
+    box.start[a] = std::clamp<std::int64_t>(static_cast<std::int64_t>(std::floor(amin[a])) - 1, 0, atlas.size[a]);
+    box.end[a] = std::clamp<std::int64_t>(static_cast<std::int64_t>(std::ceil(amax[a])) + 2, 0, atlas.size[a]);
+  }
+  if (box.empty()) return std::nullopt;
+  return box;
+}
+
+// Adds one case to the heatmap sums: coverage everywhere, label fractions (supersampled nearest look-ups) where
+// the mask can reach.
+void accumulate_case(const RegionCase& c, const Grid<Atlas>& atlas, int s, std::vector<float>& sum,
+                     std::vector<std::uint16_t>& cover) {
+  const IndexMap map = atlas_index_to_case_index(atlas, c.mask.grid, c.scanner_to_atlas);
+  const Index3 size = c.mask.grid.size;
+  // 1. field of view: atlas voxel centres inside the case's voxel box
+  parallel_for(atlas.size[2], [&](std::int64_t k) {
+    for (std::int64_t j = 0; j < atlas.size[1]; ++j)
+      for (std::int64_t i = 0; i < atlas.size[0]; ++i) {
+        const Eigen::Vector3d ci = map(Eigen::Vector3d(static_cast<double>(i), static_cast<double>(j), static_cast<double>(k)));
+        if (inside_voxel_box(ci, size)) ++cover[atlas.linear(Index3{{i, j, k}})];
+      }
+  });
+  // 2. label fraction of every atlas voxel near the mask: s^3 nearest-neighbour look-ups
+  const std::optional<IndexBox> extent = mask_extent_in_atlas(c, atlas);
+  if (!extent) return;
+  std::vector<Eigen::Vector3d> offsets;
+  for (int z = 0; z < s; ++z)
+    for (int y = 0; y < s; ++y)
+      for (int x = 0; x < s; ++x)
+        offsets.push_back(map.a * (Eigen::Vector3d(x + 0.5, y + 0.5, z + 0.5) / s - Eigen::Vector3d::Constant(0.5)));
+  const double weight = 1.0 / static_cast<double>(offsets.size());
+  const IndexBox e = *extent;
+  parallel_for(e.end[2] - e.start[2], [&](std::int64_t dk) {
+    const std::int64_t k = e.start[2] + dk;
+    for (std::int64_t j = e.start[1]; j < e.end[1]; ++j)
+      for (std::int64_t i = e.start[0]; i < e.end[0]; ++i) {
+        const Eigen::Vector3d centre = map(Eigen::Vector3d(static_cast<double>(i), static_cast<double>(j), static_cast<double>(k)));
+        if (!inside_voxel_box(centre, size)) continue;  // not covered: this case does not count here
+        int hits = 0;
+        for (const Eigen::Vector3d& off : offsets) {
+          const Eigen::Vector3d ci = centre + off;
+          Index3 n;
+          bool in = true;
+          for (int a = 0; a < 3 && in; ++a) {
+            n[a] = static_cast<std::int64_t>(std::llround(ci[a]));
+            in = n[a] >= 0 && n[a] < size[a];
+          }
+          if (in && c.mask.voxels[c.mask.grid.linear(n)]) ++hits;
+        }
+        if (hits) sum[atlas.linear(Index3{{i, j, k}})] += static_cast<float>(hits * weight);
+      }
+  });
+}
+
+// Connected components (26-neighbourhood) of `on`; returns the voxel lists.
+std::vector<std::vector<std::int64_t>> connected_components(const std::vector<std::uint8_t>& on, const Index3& size) {
+  std::vector<std::int32_t> label(on.size(), 0);
+  std::vector<std::vector<std::int64_t>> comps;
+  std::vector<std::int64_t> stack;
+  for (std::int64_t seed = 0; seed < static_cast<std::int64_t>(on.size()); ++seed) {
+    if (!on[static_cast<std::size_t>(seed)] || label[static_cast<std::size_t>(seed)]) continue;
+    comps.emplace_back();
+    const auto id = static_cast<std::int32_t>(comps.size());
+    label[static_cast<std::size_t>(seed)] = id;
+    stack.assign(1, seed);
+    while (!stack.empty()) {
+      const std::int64_t n = stack.back();
+      stack.pop_back();
+      comps.back().push_back(n);
+      const Index3 p = index_of(n, size);
+      for (int dz = -1; dz <= 1; ++dz)
+        for (int dy = -1; dy <= 1; ++dy)
+          for (int dx = -1; dx <= 1; ++dx) {
+            const Index3 q{{p[0] + dx, p[1] + dy, p[2] + dz}};
+            if (q[0] < 0 || q[1] < 0 || q[2] < 0 || q[0] >= size[0] || q[1] >= size[1] || q[2] >= size[2]) continue;
+            const std::int64_t m = q[0] + size[0] * (q[1] + size[1] * q[2]);
+            if (on[static_cast<std::size_t>(m)] && !label[static_cast<std::size_t>(m)]) {
+              label[static_cast<std::size_t>(m)] = id;
+              stack.push_back(m);
+            }
+          }
+    }
+  }
+  return comps;
+}
+
+// Atlas-mm box of whole voxels [lo, hi] (inclusive indices).
+Box<Atlas> voxel_box(const Grid<Atlas>& g, const Index3& lo, const Index3& hi) {
+  Eigen::Vector3d bmin = Eigen::Vector3d::Constant(1e300), bmax = Eigen::Vector3d::Constant(-1e300);
+  for (int corner = 0; corner < 8; ++corner) {
+    ContinuousIndex ci;
+    for (int a = 0; a < 3; ++a)
+      ci.v[a] = ((corner >> a) & 1) ? static_cast<double>(hi[a]) + 0.5 : static_cast<double>(lo[a]) - 0.5;
+    const Eigen::Vector3d p = g.to_world(ci).mm;
+    bmin = bmin.cwiseMin(p);
+    bmax = bmax.cwiseMax(p);
+  }
+  return Box<Atlas>{Point<Atlas>{bmin}, Point<Atlas>{bmax}};
+}
+
+bool inside(const Box<Atlas>& b, const Eigen::Vector3d& p, double grow) {
+  return (p.array() >= b.lower.mm.array() - grow).all() && (p.array() <= b.upper.mm.array() + grow).all();
+}
+
+// A case's label voxels (centres) in atlas mm, through its fit.
+struct LabelPoints {
+  std::vector<Eigen::Vector3d> atlas_mm;
+  double voxel_ml = 0.0;
+};
+
+LabelPoints label_points(const RegionCase& c) {
+  LabelPoints lp;
+  lp.voxel_ml = c.mask.grid.spacing.prod() / 1000.0;
+  const Index3& size = c.mask.grid.size;
+  for (std::int64_t k = 0; k < size[2]; ++k)
+    for (std::int64_t j = 0; j < size[1]; ++j)
+      for (std::int64_t i = 0; i < size[0]; ++i) {
+        const Index3 idx{{i, j, k}};
+        if (c.mask.at(idx)) lp.atlas_mm.push_back(c.scanner_to_atlas(c.mask.grid.to_world(idx)).mm);
+      }
+  return lp;
+}
+
+RegionCaseOutcome case_outcome(const std::string& name, const LabelPoints& lp, const std::vector<Box<Atlas>>& boxes,
+                               double margin_mm) {
+  RegionCaseOutcome o;
+  o.name = name;
+  o.label_voxels = static_cast<std::int64_t>(lp.atlas_mm.size());
+  o.label_ml = static_cast<double>(o.label_voxels) * lp.voxel_ml;
+  std::int64_t kept = 0, kept_margin = 0;
+  for (const Eigen::Vector3d& p : lp.atlas_mm) {
+    bool in = false, in_margin = false;
+    for (const Box<Atlas>& b : boxes) {
+      in = in || inside(b, p, 1e-9);
+      in_margin = in_margin || inside(b, p, margin_mm + 1e-9);
+    }
+    kept += in ? 1 : 0;
+    kept_margin += in_margin ? 1 : 0;
+  }
+  if (o.label_voxels > 0) {
+    o.fraction_kept = static_cast<double>(kept) / static_cast<double>(o.label_voxels);
+    o.fraction_kept_with_margin = static_cast<double>(kept_margin) / static_cast<double>(o.label_voxels);
+  }
+  return o;
+}
+
+// Boxes of the heatmap at one threshold; empty when no voxel reaches it.
+struct Thresholded {
+  std::vector<Box<Atlas>> boxes;
+  int components = 0, dropped = 0;
+  std::vector<std::int64_t> component_voxels;
+};
+
+Thresholded boxes_at(const Image<float, Atlas>& heatmap, double threshold, std::int64_t min_component_voxels,
+                     const std::string& region_name) {
+  const Grid<Atlas>& g = heatmap.grid;
+  const auto n = static_cast<std::size_t>(g.voxels());
+  std::vector<std::uint8_t> on(n, 0);
+  const auto thr = static_cast<float>(threshold);
+  for (std::size_t v = 0; v < n; ++v) on[v] = heatmap.voxels[v] > 0.0f && heatmap.voxels[v] >= thr - 1e-6f;
+  std::vector<std::vector<std::int64_t>> comps = connected_components(on, g.size);
+  Thresholded t;
+  t.components = static_cast<int>(comps.size());
+  std::sort(comps.begin(), comps.end(), [](const auto& a, const auto& b) { return a.size() > b.size(); });
+  // one box per component; small components are dropped unless none is large enough
+  for (std::size_t c = 0; c < comps.size(); ++c) {
+    if (static_cast<std::int64_t>(comps[c].size()) < min_component_voxels && c > 0) {
+      ++t.dropped;
+      continue;
+    }
+    if (static_cast<std::int64_t>(comps[c].size()) < min_component_voxels)
+      log_warn("region " + region_name + ": the largest component has only " + std::to_string(comps[c].size()) +
+               " voxels; kept");
+    Index3 lo{{g.size[0], g.size[1], g.size[2]}}, hi{{-1, -1, -1}};
+    for (std::int64_t v : comps[c]) {
+      const Index3 idx = index_of(v, g.size);
+      for (int a = 0; a < 3; ++a) {
+        lo[a] = std::min(lo[a], idx[a]);
+        hi[a] = std::max(hi[a], idx[a]);
+      }
+    }
+    t.boxes.push_back(voxel_box(g, lo, hi));
+    t.component_voxels.push_back(static_cast<std::int64_t>(comps[c].size()));
+  }
+  t.boxes = merge_overlapping(t.boxes);
+  return t;
+}
+
+std::string fmt_pct(double f) {
+  std::ostringstream os;
+  os.precision(2);
+  os << std::fixed << 100.0 * f << "%";
+  return os.str();
+}
+
+}  // namespace
+
+Image<std::uint8_t> region_mask(const Image<std::uint16_t>& labels, const std::vector<int>& values) {
+  std::vector<std::uint8_t> lut(65536, 0);
+  for (int v : values)
+    if (v >= 0 && v < 65536) lut[static_cast<std::size_t>(v)] = 1;
+  Image<std::uint8_t> out(labels.grid, 0);
+  for (std::size_t n = 0; n < labels.voxels.size(); ++n) out.voxels[n] = lut[labels.voxels[n]];
+  return out;
+}
+
+InferRegionsResult infer_regions(const std::string& region_name, const std::vector<RegionCase>& cases,
+                                 const Grid<Atlas>& atlas_grid, const InferRegionsOptions& options) {
+  if (region_name.empty()) throw Error(ErrorCode::Usage, "infer_regions: the region needs a name");
+  if (cases.empty()) throw Error(ErrorCode::Usage, "infer_regions: no cases to infer region " + region_name + " from");
+  if (!(options.threshold > 0.0 && options.threshold <= 1.0))
+    throw Error(ErrorCode::Usage, "infer_regions: threshold must be in (0, 1]; got " + std::to_string(options.threshold));
+  if (!(options.margin_mm >= 0.0) || !std::isfinite(options.margin_mm))
+    throw Error(ErrorCode::Usage, "infer_regions: margin must be >= 0 mm");
+  if (options.supersampling < 1 || options.supersampling > 8)
+    throw Error(ErrorCode::Usage, "infer_regions: supersampling must be 1..8");
+  if (options.min_component_voxels < 1) throw Error(ErrorCode::Usage, "infer_regions: min_component_voxels must be >= 1");
+  if (!(options.min_fraction_kept >= 0.0 && options.min_fraction_kept <= 1.0))
+    throw Error(ErrorCode::Usage, "infer_regions: min_fraction_kept must be in [0, 1]");
+  if (options.min_fraction_kept > 0.0 && !(options.min_threshold > 0.0 && options.min_threshold <= options.threshold))
+    throw Error(ErrorCode::Usage, "infer_regions: min_threshold must be in (0, threshold]");
+  validate_grid(atlas_grid, "atlas grid");
+  for (const RegionCase& c : cases) {
+    validate_grid(c.mask.grid, "case " + c.name);
+    if (c.mask.voxels.size() != static_cast<std::size_t>(c.mask.grid.voxels()))
+      throw Error(ErrorCode::Internal, "infer_regions: mask of case " + c.name + " does not match its grid");
+  }
+
+  // 1. heatmap: mean label fraction over the cases that cover each voxel
+  const auto n = static_cast<std::size_t>(atlas_grid.voxels());
+  std::vector<float> sum(n, 0.0f);
+  InferRegionsResult r;
+  r.coverage = Image<std::uint16_t, Atlas>(atlas_grid, 0);
+  for (const RegionCase& c : cases) accumulate_case(c, atlas_grid, options.supersampling, sum, r.coverage.voxels);
+  r.heatmap = Image<float, Atlas>(atlas_grid, 0.0f);
+  for (std::size_t v = 0; v < n; ++v)
+    if (r.coverage.voxels[v] > 0) r.heatmap.voxels[v] = sum[v] / static_cast<float>(r.coverage.voxels[v]);
+
+  // 2. threshold, connected components, one box per component, merged; lowered while a case loses too much
+  std::vector<LabelPoints> points;
+  for (const RegionCase& c : cases) points.push_back(label_points(c));
+  std::vector<double> ladder{options.threshold};
+  if (options.min_fraction_kept > 0.0)
+    while (ladder.back() * 0.8 > options.min_threshold * (1.0 + 1e-9)) ladder.push_back(ladder.back() * 0.8);
+  if (options.min_fraction_kept > 0.0 && options.min_threshold < options.threshold) ladder.push_back(options.min_threshold);
+  Thresholded chosen;
+  for (double t : ladder) {
+    Thresholded th = boxes_at(r.heatmap, t, options.min_component_voxels, region_name);
+    r.thresholds_tried.push_back(t);
+    if (th.boxes.empty()) continue;  // nothing reaches this threshold: try a lower one, if any
+    std::vector<RegionCaseOutcome> outcomes;
+    bool met = true;
+    for (std::size_t k = 0; k < cases.size(); ++k) {
+      outcomes.push_back(case_outcome(cases[k].name, points[k], th.boxes, options.margin_mm));
+      met = met && outcomes.back().fraction_kept_with_margin >= options.min_fraction_kept;
+    }
+    chosen = std::move(th);
+    r.threshold = t;
+    r.cases = std::move(outcomes);
+    r.kept_target_met = met;
+    if (met) break;
+  }
+  if (chosen.boxes.empty())
+    throw Error(ErrorCode::FitFailed, "region " + region_name + ": no atlas voxel reaches the threshold " +
+                                          std::to_string(r.thresholds_tried.back()) +
+                                          " (are the label values right? do the cases hold them?)");
+  if (!r.kept_target_met)
+    log_warn("region " + region_name + ": even at threshold " + std::to_string(r.threshold) +
+             " some case keeps less than " + fmt_pct(options.min_fraction_kept) + " of its label");
+  r.components = chosen.components;
+  r.dropped_components = chosen.dropped;
+  r.component_voxels = chosen.component_voxels;
+  r.region.name = region_name;
+  r.region.margin_mm = options.margin_mm;
+  r.region.boxes = chosen.boxes;
+
+  // 3. leave-in measure: how much of every case's label the boxes keep
+  for (const RegionCaseOutcome& o : r.cases)
+    log_info("region " + region_name + ", case " + o.name + ": " + fmt_pct(o.fraction_kept) +
+             " of the label inside the boxes, " + fmt_pct(o.fraction_kept_with_margin) + " with the margin");
+  return r;
+}
+
+// ---- the infer-region command -------------------------------------------------------------------------------
+
+namespace {
+
+struct CaseFiles {
+  std::string name;
+  std::string image;   // dataset mode
+  std::string seg;     // labels mode
+  std::string labels;
+};
+
+// Stem used to pair files across folders; an image's "_0000" channel suffix is dropped.
+std::string case_stem(const std::string& path, bool strip_channel) {
+  std::string s = fs::is_directory(path) ? fs::path(path).filename().string() : image_stem(path);
+  if (strip_channel && s.size() > 5 && s.compare(s.size() - 5, 5, "_0000") == 0) s.resize(s.size() - 5);
+  return s;
+}
+
+// Image files (and, when `folders`, sub-folders) of `dir` by stem.
+std::map<std::string, std::string> entries_by_stem(const std::string& dir, bool folders, bool strip_channel) {
+  std::error_code ec;
+  if (!fs::is_directory(dir, ec)) throw Error(ErrorCode::UnreadableInput, "folder " + dir + " does not exist");
+  std::map<std::string, std::string> out;
+  for (const auto& e : fs::directory_iterator(dir, ec)) {
+    const std::string p = e.path().string();
+    if ((e.is_regular_file() && has_image_extension(p)) || (folders && e.is_directory())) {
+      const std::string stem = case_stem(p, strip_channel);
+      if (out.count(stem))
+        throw Error(ErrorCode::Usage, "folder " + dir + " holds two files for case " + stem + ": " + out[stem] + ", " + p);
+      out[stem] = p;
+    }
+  }
+  if (ec) throw Error(ErrorCode::UnreadableInput, "folder " + dir + " cannot be read: " + ec.message());
+  return out;
+}
+
+// The first sub-folder of `dir` whose name starts with `prefix` (imagesTr, labelsTr, ...), sorted by name.
+std::string subfolder(const std::string& dir, const std::string& prefix) {
+  std::vector<std::string> found;
+  std::error_code ec;
+  for (const auto& e : fs::directory_iterator(dir, ec))
+    if (e.is_directory() && e.path().filename().string().rfind(prefix, 0) == 0) found.push_back(e.path().string());
+  if (found.empty())
+    throw Error(ErrorCode::Usage, "dataset folder " + dir + " has no " + prefix + "* sub-folder (expected " + prefix +
+                                      "Tr/ or similar beside " + (prefix == "images" ? "labels" : "images") + "Tr/)");
+  std::sort(found.begin(), found.end());
+  if (found.size() > 1) log_warn("dataset folder " + dir + ": several " + prefix + "* folders; using " + found[0]);
+  return found[0];
+}
+
+std::vector<CaseFiles> list_cases(const InferRegionRequest& req, std::vector<std::string>* unpaired) {
+  std::vector<CaseFiles> cases;
+  if (!req.dataset_dir.empty()) {
+    const auto images = entries_by_stem(subfolder(req.dataset_dir, "images"), true, true);
+    const auto labels = entries_by_stem(subfolder(req.dataset_dir, "labels"), false, false);
+    for (const auto& [stem, path] : images) {
+      const auto l = labels.find(stem);
+      if (l == labels.end()) {
+        unpaired->push_back(stem);
+        continue;
+      }
+      cases.push_back(CaseFiles{stem, path, "", l->second});
+    }
+  } else {
+    const std::string labels_dir = req.labels_dir.empty() ? req.seg_dir : req.labels_dir;
+    const bool same = fs::weakly_canonical(labels_dir) == fs::weakly_canonical(req.seg_dir);
+    const auto segs = entries_by_stem(req.seg_dir, !same, false);
+    const auto labels = same ? segs : entries_by_stem(labels_dir, false, false);
+    for (const auto& [stem, path] : segs) {
+      const auto l = labels.find(stem);
+      if (l == labels.end()) {
+        unpaired->push_back(stem);
+        continue;
+      }
+      cases.push_back(CaseFiles{stem, "", path, l->second});
+    }
+  }
+  return cases;
+}
+
+std::string utc_now() {
+  const std::time_t t = std::time(nullptr);
+  std::tm tm{};
+  gmtime_r(&t, &tm);
+  char buf[32];
+  std::strftime(buf, sizeof(buf), "%Y-%m-%dT%H:%M:%SZ", &tm);
+  return buf;
+}
+
+json vec3(const Eigen::Vector3d& v) { return json::array({v.x(), v.y(), v.z()}); }
+
+template <class T>
+Image<T, Scanner> as_scanner(const Image<T, Atlas>& in) {
+  Image<T, Scanner> out;
+  out.grid.size = in.grid.size;
+  out.grid.origin = in.grid.origin;
+  out.grid.spacing = in.grid.spacing;
+  out.grid.direction = in.grid.direction;
+  out.voxels = in.voxels;
+  return out;
+}
+
+}  // namespace
+
+InferRegionsResult run_infer_regions(const InferRegionRequest& req) {
+  // 1. the request
+  if (req.name.empty() || req.name.find('/') != std::string::npos)
+    throw Error(ErrorCode::Usage, "a region needs a plain name (--name liver)");
+  if (req.label_values.empty()) throw Error(ErrorCode::Usage, "no label value given (--label N, repeatable)");
+  for (int v : req.label_values)
+    if (v <= 0 || v > 65535) throw Error(ErrorCode::Usage, "label value " + std::to_string(v) + " is out of range 1..65535");
+  if (req.dataset_dir.empty() == req.seg_dir.empty())
+    throw Error(ErrorCode::Usage, "give either --dataset DIR (images*/ + labels*/) or --seg-dir DIR (segmentations)");
+  if (!req.labels_dir.empty() && req.seg_dir.empty())
+    throw Error(ErrorCode::Usage, "--labels-dir goes with --seg-dir");
+  if (req.output.empty()) throw Error(ErrorCode::Usage, "no output file given (-o regions/NAME.json)");
+  std::vector<std::string> unpaired;
+  const std::vector<CaseFiles> files = list_cases(req, &unpaired);
+  for (const std::string& u : unpaired) log_warn("case " + u + " has no label map with the same name: left out");
+  if (files.empty()) throw Error(ErrorCode::Usage, "no case found (segmentation and label map with equal file names)");
+
+  // 2. fit every case that holds the region's labels
+  Pipeline pipeline(req.pipeline);
+  std::vector<RegionCase> cases;
+  json case_info = json::array(), skipped = json::array();
+  for (const std::string& u : unpaired) skipped.push_back({{"name", u}, {"reason", "no label map with the same name"}});
+  for (std::size_t n = 0; n < files.size(); ++n) {
+    const CaseFiles& f = files[n];
+    log_info("[" + std::to_string(n + 1) + "/" + std::to_string(files.size()) + "] " + f.name);
+    RegionCase c;
+    c.name = f.name;
+    c.mask = region_mask(read_label_map(f.labels), req.label_values);
+    if (std::none_of(c.mask.voxels.begin(), c.mask.voxels.end(), [](std::uint8_t v) { return v != 0; })) {
+      if (req.skip_cases_without_label) {
+        log_warn("case " + f.name + ": " + f.labels + " holds none of the region's labels: left out");
+        skipped.push_back({{"name", f.name}, {"reason", "none of the label values in " + f.labels}});
+        continue;
+      }
+    }
+    const Segmentation seg = f.image.empty() ? pipeline.segmentation_from_labels(f.seg) : pipeline.segment(read_scan(f.image));
+    const Fit fit = pipeline.fit(seg);
+    for (const std::string& w : fit.warnings) log_warn("case " + f.name + ": " + w);
+    c.scanner_to_atlas = fit.scanner_to_atlas;
+    json classes = json::array();
+    for (int cls : fit.initial.classes_seen) classes.push_back(class_names()[static_cast<std::size_t>(cls)]);
+    json info = {{"name", f.name},
+                 {"segmentation", seg.source},
+                 {"labels", f.labels},
+                 {"fit_dice", fit.refined.dice},
+                 {"initial_dice", fit.refined.initial_dice},
+                 {"orientation", fit.initial.orientation},
+                 {"scale", vec3(fit.refined.scale)},
+                 {"classes_seen", classes},
+                 {"warnings", fit.warnings}};
+    if (!f.image.empty()) info["image"] = f.image;
+    case_info.push_back(info);
+    cases.push_back(std::move(c));
+  }
+  if (cases.empty()) throw Error(ErrorCode::Usage, "no case holds any of the label values of region " + req.name);
+
+  // 3. infer
+  InferRegionsResult result = infer_regions(req.name, cases, pipeline.atlas().masks.grid, req.options);
+  for (std::size_t n = 0; n < result.cases.size(); ++n) {
+    const RegionCaseOutcome& o = result.cases[n];
+    case_info[n]["label_ml"] = o.label_ml;
+    case_info[n]["fraction_kept"] = o.fraction_kept;
+    case_info[n]["fraction_kept_with_margin"] = o.fraction_kept_with_margin;
+  }
+
+  // 4. provenance
+  json p;
+  p["command"] = req.command;
+  p["created_utc"] = utc_now();
+  p["ctarr_version"] = kVersion;
+  p["atlas_id"] = pipeline.atlas().id;
+  if (!req.dataset_dir.empty()) {
+    p["mode"] = "dataset (network segmentation)";
+    p["dataset_dir"] = req.dataset_dir;
+    p["model_id"] = pipeline.model_id();
+  } else {
+    p["mode"] = "label maps";
+    p["seg_dir"] = req.seg_dir;
+    p["labels_dir"] = req.labels_dir.empty() ? req.seg_dir : req.labels_dir;
+  }
+  p["label_values"] = req.label_values;
+  p["threshold"] = result.threshold;
+  p["threshold_requested"] = req.options.threshold;
+  if (req.options.min_fraction_kept > 0.0) {
+    p["min_fraction_kept"] = req.options.min_fraction_kept;
+    p["min_threshold"] = req.options.min_threshold;
+    p["threshold_rule"] =
+        "the threshold is lowered by 20 % a step (down to min_threshold) while some case keeps less than "
+        "min_fraction_kept of its label inside the boxes grown by margin_mm";
+    p["thresholds_tried"] = result.thresholds_tried;
+    p["kept_target_met"] = result.kept_target_met;
+  }
+  p["threshold_meaning"] =
+      "an atlas voxel is in the region when the mean fraction of it labelled, over the cases whose field of view "
+      "covers it, is >= threshold";
+  p["min_component_voxels"] = req.options.min_component_voxels;
+  p["supersampling"] = req.options.supersampling;
+  p["margin_mm"] = req.options.margin_mm;
+  p["boxes_are"] = "tight boxes of whole atlas voxels; margin_mm is added on every side at crop time";
+  p["components"] = result.components;
+  p["dropped_components"] = result.dropped_components;
+  p["component_voxels"] = result.component_voxels;
+  p["heatmap_max"] = result.heatmap.voxels.empty() ? 0.0f : *std::max_element(result.heatmap.voxels.begin(), result.heatmap.voxels.end());
+  p["cases"] = case_info;
+  p["skipped_cases"] = skipped;
+  double worst = 1.0, worst_margin = 1.0;
+  for (const RegionCaseOutcome& o : result.cases) {
+    worst = std::min(worst, o.fraction_kept);
+    worst_margin = std::min(worst_margin, o.fraction_kept_with_margin);
+  }
+  p["lowest_fraction_kept"] = worst;
+  p["lowest_fraction_kept_with_margin"] = worst_margin;
+  if (!req.note.empty()) p["note"] = req.note;
+  result.region.provenance_json = p.dump();
+
+  // 5. write
+  save_region(result.region, req.output);
+  log_info("wrote " + req.output + ": " + std::to_string(result.region.boxes.size()) + " box(es), " +
+           std::to_string(cases.size()) + " cases, threshold " + std::to_string(result.threshold) +
+           ", lowest fraction of a case's label kept " + fmt_pct(worst) + " (" + fmt_pct(worst_margin) +
+           " with the margin)");
+  if (!req.heatmap_output.empty()) {
+    write_image(as_scanner(result.heatmap), req.heatmap_output);
+    log_info("wrote " + req.heatmap_output);
+  }
+  return result;
+}
+
+}  // namespace ctarr
