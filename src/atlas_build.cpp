@@ -45,8 +45,8 @@ constexpr double kNonzero = 1e-3;  // atlas values below this count as empty whe
 
 struct Source {
   std::string path, note, sha256;
-  Grid<Scanner> fov;                    // the whole canonical isotropic grid
-  MultiChannelImage<Scanner> masks;     // label fractions on a part of fov around the labels
+  Grid<Scanner> fov;                 // the whole canonical isotropic grid
+  MultiChannelImage<Scanner> masks;  // label fractions on a part of fov around the labels
   std::array<bool, kNumClasses> labelled{};
   int classes = 0;
   Landmarks<Scanner> landmarks;
@@ -94,8 +94,8 @@ Image<std::uint8_t> crop_and_subdivide(const Image<std::uint8_t>& labels, const 
   parallel_for(g.size[2], [&](std::int64_t k) {
     for (std::int64_t j = 0; j < g.size[1]; ++j)
       for (std::int64_t i = 0; i < g.size[0]; ++i)
-        out.at(Index3{{i, j, k}}) = labels.at(Index3{{range.start[0] + i / factor[0], range.start[1] + j / factor[1],
-                                                       range.start[2] + k / factor[2]}});
+        out.at(Index3{{i, j, k}}) = labels.at(
+            Index3{{range.start[0] + i / factor[0], range.start[1] + j / factor[1], range.start[2] + k / factor[2]}});
   });
   return out;
 }
@@ -117,8 +117,9 @@ Source load_source(const AtlasSource& s, double spacing_mm, double keep_margin_m
         const std::uint16_t v = raw.at(idx);
         if (v == 0) continue;
         if (v > kNumClasses)
-          throw Error(ErrorCode::UnreadableInput, "atlas source " + s.path + " holds label " + std::to_string(v) +
-                                                      "; expected ctarr's 19 classes (0 background, 1..19 in classes.hpp order)");
+          throw Error(ErrorCode::UnreadableInput,
+                      "atlas source " + s.path + " holds label " + std::to_string(v) +
+                          "; expected ctarr's 19 classes (0 background, 1..19 in classes.hpp order)");
         labels.at(idx) = static_cast<std::uint8_t>(v);
         for (int a = 0; a < 3; ++a) {
           bbox.start[a] = std::min(bbox.start[a], idx[a]);
@@ -139,7 +140,8 @@ Source load_source(const AtlasSource& s, double spacing_mm, double keep_margin_m
     const auto grow = static_cast<std::int64_t>(std::ceil(keep_margin_mm / raw.grid.spacing[a]));
     bbox.start[a] = std::max<std::int64_t>(0, bbox.start[a] - grow);
     bbox.end[a] = std::min<std::int64_t>(raw.grid.size[a], bbox.end[a] + grow);
-    factor[a] = std::max<std::int64_t>(1, static_cast<std::int64_t>(std::ceil(raw.grid.spacing[a] / (0.5 * spacing_mm) - 1e-9)));
+    factor[a] = std::max<std::int64_t>(
+        1, static_cast<std::int64_t>(std::ceil(raw.grid.spacing[a] / (0.5 * spacing_mm) - 1e-9)));
   }
   const Image<std::uint8_t> fine = crop_and_subdivide(labels, bbox, factor);
   Eigen::Vector3d lo = Eigen::Vector3d::Constant(1e300), hi = Eigen::Vector3d::Constant(-1e300);
@@ -153,7 +155,8 @@ Source load_source(const AtlasSource& s, double spacing_mm, double keep_margin_m
   }
   IndexBox range;
   for (int a = 0; a < 3; ++a) {
-    range.start[a] = std::clamp<std::int64_t>(static_cast<std::int64_t>(std::floor(lo[a] + 0.5)), 0, src.fov.size[a] - 1);
+    range.start[a] =
+        std::clamp<std::int64_t>(static_cast<std::int64_t>(std::floor(lo[a] + 0.5)), 0, src.fov.size[a] - 1);
     range.end[a] = std::clamp<std::int64_t>(static_cast<std::int64_t>(std::ceil(hi[a] - 0.5)) + 1, range.start[a] + 1,
                                             src.fov.size[a]);
   }
@@ -206,7 +209,9 @@ float sample(const MultiChannelImage<Scanner>& m, int c, const Eigen::Vector3d& 
   }
   const float* ch = m.channel(c);
   const std::int64_t nx = m.grid.size[0], nxy = m.grid.size[0] * m.grid.size[1];
-  auto at = [&](std::int64_t i, std::int64_t j, std::int64_t k) { return static_cast<double>(ch[i + nx * j + nxy * k]); };
+  auto at = [&](std::int64_t i, std::int64_t j, std::int64_t k) {
+    return static_cast<double>(ch[i + nx * j + nxy * k]);
+  };
   const double c00 = at(i0[0], i0[1], i0[2]) * (1 - f[0]) + at(i1[0], i0[1], i0[2]) * f[0];
   const double c10 = at(i0[0], i1[1], i0[2]) * (1 - f[0]) + at(i1[0], i1[1], i0[2]) * f[0];
   const double c01 = at(i0[0], i0[1], i1[2]) * (1 - f[0]) + at(i1[0], i0[1], i1[2]) * f[0];
@@ -224,8 +229,8 @@ bool in_voxel_box(const Eigen::Vector3d& ci, const Index3& size) {
 
 // Average of the sources' masks mapped into `grid` by `to_atlas`: per class and voxel over the sources that label
 // the class and whose field of view covers the voxel.
-MultiChannelImage<Atlas> average_masks(const std::vector<Source>& sources, const std::vector<Affine<Scanner, Atlas>>& to_atlas,
-                                       const Grid<Atlas>& grid) {
+MultiChannelImage<Atlas> average_masks(const std::vector<Source>& sources,
+                                       const std::vector<Affine<Scanner, Atlas>>& to_atlas, const Grid<Atlas>& grid) {
   const auto n = static_cast<std::size_t>(grid.voxels());
   MultiChannelImage<Atlas> sum(grid, kNumClasses, 0.0f);
   std::vector<std::uint16_t> count(n * kNumClasses, 0);
@@ -389,7 +394,8 @@ AtlasModel build_atlas(const std::vector<AtlasSource>& sources, const BuildAtlas
 
   // 1. soft masks of every source in its own scanner frame
   std::vector<Source> src;
-  for (const AtlasSource& s : sources) src.push_back(load_source(s, options.spacing_mm, std::max(30.0, options.margin_mm)));
+  for (const AtlasSource& s : sources)
+    src.push_back(load_source(s, options.spacing_mm, std::max(30.0, options.margin_mm)));
   const std::size_t n = src.size();
   int most = 0;
   for (const Source& s : src) most = std::max(most, s.classes);
@@ -408,7 +414,8 @@ AtlasModel build_atlas(const std::vector<AtlasSource>& sources, const BuildAtlas
       const MultiChannelImage<Atlas> as_atlas = reframe<Atlas>(src[j].masks);
       const Landmarks<Atlas> lm = extract_landmarks(as_atlas);
       const Registration r = register_masks(src[i].masks, src[i].landmarks, as_atlas, lm, refine);
-      log_info("atlas: source " + std::to_string(i + 1) + " -> source " + std::to_string(j + 1) + ": Dice " + fmt(r.dice));
+      log_info("atlas: source " + std::to_string(i + 1) + " -> source " + std::to_string(j + 1) + ": Dice " +
+               fmt(r.dice));
       json e = registration_json(r);
       e["from"] = i;
       e["to"] = j;
@@ -420,8 +427,9 @@ AtlasModel build_atlas(const std::vector<AtlasSource>& sources, const BuildAtlas
     if (count > 0) mean.matrix() = total / static_cast<double>(count);
     mean.matrix().row(3) << 0, 0, 0, 1;
     if (std::abs(mean.linear().determinant()) < 1e-6)
-      throw Error(ErrorCode::FitFailed, "build_atlas: the mean transform of " + src[i].path + " is singular "
-                                        "(the pairwise registrations disagree in orientation)");
+      throw Error(ErrorCode::FitFailed, "build_atlas: the mean transform of " + src[i].path +
+                                            " is singular "
+                                            "(the pairwise registrations disagree in orientation)");
     to_mean[i] = Affine<Scanner, Atlas>(mean);
   }
 
@@ -467,7 +475,8 @@ AtlasModel build_atlas(const std::vector<AtlasSource>& sources, const BuildAtlas
   std::vector<Registration> check(n);
   for (std::size_t i = 0; i < n; ++i) {
     check[i] = register_masks(src[i].masks, src[i].landmarks, target, atlas.landmarks, refine);
-    log_info("atlas: source " + std::to_string(i + 1) + " (" + src[i].path + ") fits the atlas with Dice " + fmt(check[i].dice));
+    log_info("atlas: source " + std::to_string(i + 1) + " (" + src[i].path + ") fits the atlas with Dice " +
+             fmt(check[i].dice));
   }
 
   // 7. manifest
@@ -521,8 +530,11 @@ AtlasModel build_atlas(const std::vector<AtlasSource>& sources, const BuildAtlas
       "masks averaged per class over the sources that label the class and "
       "whose field of view covers the voxel; grid cropped to the nonzero extent (>= 0.001) plus margin_mm.";
   j["pairwise"] = pairwise;
-  j["checks"] = {{"self_fit", {{"dice", self.dice}, {"max_displacement_mm", self_shift}, {"orientation", self.orientation},
-                               {"scale", vec3(self.scale)}}},
+  j["checks"] = {{"self_fit",
+                  {{"dice", self.dice},
+                   {"max_displacement_mm", self_shift},
+                   {"orientation", self.orientation},
+                   {"scale", vec3(self.scale)}}},
                  {"source_fit_dice", json::array()}};
   for (std::size_t i = 0; i < n; ++i) j["checks"]["source_fit_dice"].push_back(check[i].dice);
   j["landmarks"] = json::object();

@@ -100,7 +100,8 @@ void accumulate_case(const RegionCase& c, const Grid<Atlas>& atlas, int s, std::
   parallel_for(atlas.size[2], [&](std::int64_t k) {
     for (std::int64_t j = 0; j < atlas.size[1]; ++j)
       for (std::int64_t i = 0; i < atlas.size[0]; ++i) {
-        const Eigen::Vector3d ci = map(Eigen::Vector3d(static_cast<double>(i), static_cast<double>(j), static_cast<double>(k)));
+        const Eigen::Vector3d ci =
+            map(Eigen::Vector3d(static_cast<double>(i), static_cast<double>(j), static_cast<double>(k)));
         if (inside_voxel_box(ci, size)) ++cover[atlas.linear(Index3{{i, j, k}})];
       }
   });
@@ -118,7 +119,8 @@ void accumulate_case(const RegionCase& c, const Grid<Atlas>& atlas, int s, std::
     const std::int64_t k = e.start[2] + dk;
     for (std::int64_t j = e.start[1]; j < e.end[1]; ++j)
       for (std::int64_t i = e.start[0]; i < e.end[0]; ++i) {
-        const Eigen::Vector3d centre = map(Eigen::Vector3d(static_cast<double>(i), static_cast<double>(j), static_cast<double>(k)));
+        const Eigen::Vector3d centre =
+            map(Eigen::Vector3d(static_cast<double>(i), static_cast<double>(j), static_cast<double>(k)));
         if (!inside_voxel_box(centre, size)) continue;  // not covered: this case does not count here
         int hits = 0;
         for (const Eigen::Vector3d& off : offsets) {
@@ -293,12 +295,14 @@ InferRegionsResult infer_regions(const std::string& region_name, const std::vect
   if (region_name.empty()) throw Error(ErrorCode::Usage, "infer_regions: the region needs a name");
   if (cases.empty()) throw Error(ErrorCode::Usage, "infer_regions: no cases to infer region " + region_name + " from");
   if (!(options.threshold > 0.0 && options.threshold <= 1.0))
-    throw Error(ErrorCode::Usage, "infer_regions: threshold must be in (0, 1]; got " + std::to_string(options.threshold));
+    throw Error(ErrorCode::Usage,
+                "infer_regions: threshold must be in (0, 1]; got " + std::to_string(options.threshold));
   if (!(options.margin_mm >= 0.0) || !std::isfinite(options.margin_mm))
     throw Error(ErrorCode::Usage, "infer_regions: margin must be >= 0 mm");
   if (options.supersampling < 1 || options.supersampling > 8)
     throw Error(ErrorCode::Usage, "infer_regions: supersampling must be 1..8");
-  if (options.min_component_voxels < 1) throw Error(ErrorCode::Usage, "infer_regions: min_component_voxels must be >= 1");
+  if (options.min_component_voxels < 1)
+    throw Error(ErrorCode::Usage, "infer_regions: min_component_voxels must be >= 1");
   if (!(options.min_fraction_kept >= 0.0 && options.min_fraction_kept <= 1.0))
     throw Error(ErrorCode::Usage, "infer_regions: min_fraction_kept must be in [0, 1]");
   if (options.min_fraction_kept > 0.0 && !(options.min_threshold > 0.0 && options.min_threshold <= options.threshold))
@@ -326,7 +330,8 @@ InferRegionsResult infer_regions(const std::string& region_name, const std::vect
   std::vector<double> ladder{options.threshold};
   if (options.min_fraction_kept > 0.0)
     while (ladder.back() * 0.8 > options.min_threshold * (1.0 + 1e-9)) ladder.push_back(ladder.back() * 0.8);
-  if (options.min_fraction_kept > 0.0 && options.min_threshold < options.threshold) ladder.push_back(options.min_threshold);
+  if (options.min_fraction_kept > 0.0 && options.min_threshold < options.threshold)
+    ladder.push_back(options.min_threshold);
   Thresholded chosen;
   for (double t : ladder) {
     Thresholded th = boxes_at(r.heatmap, t, options.min_component_voxels, region_name);
@@ -371,8 +376,8 @@ namespace {
 
 struct CaseFiles {
   std::string name;
-  std::string image;   // dataset mode
-  std::string seg;     // labels mode
+  std::string image;  // dataset mode
+  std::string seg;    // labels mode
   std::string labels;
 };
 
@@ -393,7 +398,8 @@ std::map<std::string, std::string> entries_by_stem(const std::string& dir, bool 
     if ((e.is_regular_file() && has_image_extension(p)) || (folders && e.is_directory())) {
       const std::string stem = case_stem(p, strip_channel);
       if (out.count(stem))
-        throw Error(ErrorCode::Usage, "folder " + dir + " holds two files for case " + stem + ": " + out[stem] + ", " + p);
+        throw Error(ErrorCode::Usage,
+                    "folder " + dir + " holds two files for case " + stem + ": " + out[stem] + ", " + p);
       out[stem] = p;
     }
   }
@@ -475,11 +481,11 @@ InferRegionsResult run_infer_regions(const InferRegionRequest& req) {
     throw Error(ErrorCode::Usage, "a region needs a plain name (--name liver)");
   if (req.label_values.empty()) throw Error(ErrorCode::Usage, "no label value given (--label N, repeatable)");
   for (int v : req.label_values)
-    if (v <= 0 || v > 65535) throw Error(ErrorCode::Usage, "label value " + std::to_string(v) + " is out of range 1..65535");
+    if (v <= 0 || v > 65535)
+      throw Error(ErrorCode::Usage, "label value " + std::to_string(v) + " is out of range 1..65535");
   if (req.dataset_dir.empty() == req.seg_dir.empty())
     throw Error(ErrorCode::Usage, "give either --dataset DIR (images*/ + labels*/) or --seg-dir DIR (segmentations)");
-  if (!req.labels_dir.empty() && req.seg_dir.empty())
-    throw Error(ErrorCode::Usage, "--labels-dir goes with --seg-dir");
+  if (!req.labels_dir.empty() && req.seg_dir.empty()) throw Error(ErrorCode::Usage, "--labels-dir goes with --seg-dir");
   if (req.output.empty()) throw Error(ErrorCode::Usage, "no output file given (-o regions/NAME.json)");
   std::vector<std::string> unpaired;
   const std::vector<CaseFiles> files = list_cases(req, &unpaired);
@@ -504,7 +510,8 @@ InferRegionsResult run_infer_regions(const InferRegionRequest& req) {
         continue;
       }
     }
-    const Segmentation seg = f.image.empty() ? pipeline.segmentation_from_labels(f.seg) : pipeline.segment(read_scan(f.image));
+    const Segmentation seg =
+        f.image.empty() ? pipeline.segmentation_from_labels(f.seg) : pipeline.segment(read_scan(f.image));
     const Fit fit = pipeline.fit(seg);
     for (const std::string& w : fit.warnings) log_warn("case " + f.name + ": " + w);
     c.scanner_to_atlas = fit.scanner_to_atlas;
@@ -571,7 +578,9 @@ InferRegionsResult run_infer_regions(const InferRegionRequest& req) {
   p["components"] = result.components;
   p["dropped_components"] = result.dropped_components;
   p["component_voxels"] = result.component_voxels;
-  p["heatmap_max"] = result.heatmap.voxels.empty() ? 0.0f : *std::max_element(result.heatmap.voxels.begin(), result.heatmap.voxels.end());
+  p["heatmap_max"] = result.heatmap.voxels.empty()
+                         ? 0.0f
+                         : *std::max_element(result.heatmap.voxels.begin(), result.heatmap.voxels.end());
   p["cases"] = case_info;
   p["skipped_cases"] = skipped;
   double worst = 1.0, worst_margin = 1.0;

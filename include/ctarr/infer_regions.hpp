@@ -15,43 +15,43 @@ namespace ctarr {
 
 // One labelled case, already fitted to the atlas.
 struct RegionCase {
-  std::string name;                          // case id, e.g. the file stem
-  Image<std::uint8_t> mask;                  // 1 inside the region's labels, 0 elsewhere; its grid is the case's
-                                             // field of view (voxels outside it do not count in the heatmap)
-  Affine<Scanner, Atlas> scanner_to_atlas;   // the case's fit
+  std::string name;                         // case id, e.g. the file stem
+  Image<std::uint8_t> mask;                 // 1 inside the region's labels, 0 elsewhere; its grid is the case's
+                                            // field of view (voxels outside it do not count in the heatmap)
+  Affine<Scanner, Atlas> scanner_to_atlas;  // the case's fit
 };
 
 struct InferRegionsOptions {
-  double threshold = 0.1;               // a voxel is in the region when the mean label fraction over the cases
-                                        // whose field of view covers it is >= threshold (and > 0)
-  double min_fraction_kept = 0.0;       // > 0: while some case keeps less than this fraction of its label inside
-                                        // the boxes grown by margin_mm, the threshold is lowered (by 20 % a step,
-                                        // down to min_threshold); 0: the threshold is used as given
-  double min_threshold = 0.02;          // lowest threshold tried when min_fraction_kept is set
-  double margin_mm = 10.0;              // stored as the region's margin, added on every side at crop time
+  double threshold = 0.1;                 // a voxel is in the region when the mean label fraction over the cases
+                                          // whose field of view covers it is >= threshold (and > 0)
+  double min_fraction_kept = 0.0;         // > 0: while some case keeps less than this fraction of its label inside
+                                          // the boxes grown by margin_mm, the threshold is lowered (by 20 % a step,
+                                          // down to min_threshold); 0: the threshold is used as given
+  double min_threshold = 0.02;            // lowest threshold tried when min_fraction_kept is set
+  double margin_mm = 10.0;                // stored as the region's margin, added on every side at crop time
   std::int64_t min_component_voxels = 4;  // smaller connected components are dropped (unless none is larger)
-  int supersampling = 3;                // label look-ups per atlas voxel and axis (area-average of the labels)
+  int supersampling = 3;                  // label look-ups per atlas voxel and axis (area-average of the labels)
 };
 
 // How much of one case's label the inferred boxes keep.
 struct RegionCaseOutcome {
   std::string name;
-  std::int64_t label_voxels = 0;            // voxels of the case's mask
+  std::int64_t label_voxels = 0;  // voxels of the case's mask
   double label_ml = 0.0;
-  double fraction_kept = 0.0;               // of those voxels (centres mapped by the fit), inside the tight boxes
-  double fraction_kept_with_margin = 0.0;   // inside the boxes grown by margin_mm (what a crop holds)
+  double fraction_kept = 0.0;              // of those voxels (centres mapped by the fit), inside the tight boxes
+  double fraction_kept_with_margin = 0.0;  // inside the boxes grown by margin_mm (what a crop holds)
 };
 
 struct InferRegionsResult {
-  Region region;                        // tight boxes (atlas mm, whole atlas voxels) and margin_mm
-  Image<float, Atlas> heatmap;          // mean label fraction over the covering cases, on the atlas grid
-  Image<std::uint16_t, Atlas> coverage; // number of cases whose field of view covers each atlas voxel
+  Region region;                         // tight boxes (atlas mm, whole atlas voxels) and margin_mm
+  Image<float, Atlas> heatmap;           // mean label fraction over the covering cases, on the atlas grid
+  Image<std::uint16_t, Atlas> coverage;  // number of cases whose field of view covers each atlas voxel
   std::vector<RegionCaseOutcome> cases;
-  double threshold = 0.0;               // the threshold used (options.threshold unless lowered)
-  std::vector<double> thresholds_tried; // in order, the last one is `threshold`
-  bool kept_target_met = true;          // every case keeps min_fraction_kept (true when that is 0)
-  int components = 0;                   // connected components above the threshold (26-neighbourhood)
-  int dropped_components = 0;           // of those, dropped for size
+  double threshold = 0.0;                      // the threshold used (options.threshold unless lowered)
+  std::vector<double> thresholds_tried;        // in order, the last one is `threshold`
+  bool kept_target_met = true;                 // every case keeps min_fraction_kept (true when that is 0)
+  int components = 0;                          // connected components above the threshold (26-neighbourhood)
+  int dropped_components = 0;                  // of those, dropped for size
   std::vector<std::int64_t> component_voxels;  // size of every component kept, before merging
 };
 
@@ -74,15 +74,15 @@ Image<std::uint8_t> region_mask(const Image<std::uint16_t>& labels, const std::v
 //    TotalSegmentator masks), used for the fit; labels_dir (default: seg_dir, i.e. the labels are in the same
 //    files) holds the label maps with the region's labels, with equal stems ("a.nii.gz" pairs with "a.nii").
 struct InferRegionRequest {
-  std::string name;                 // region name, stored in the file
-  std::vector<int> label_values;    // label values forming the region (in the label maps)
+  std::string name;               // region name, stored in the file
+  std::vector<int> label_values;  // label values forming the region (in the label maps)
   std::string dataset_dir;
   std::string seg_dir;
   std::string labels_dir;
-  std::string output;               // region JSON to write
-  std::string heatmap_output;       // optional: the heatmap (float NIfTI on the atlas grid)
-  std::string command;              // recorded in the provenance
-  std::string note;                 // recorded in the provenance (e.g. what the label values mean)
+  std::string output;                    // region JSON to write
+  std::string heatmap_output;            // optional: the heatmap (float NIfTI on the atlas grid)
+  std::string command;                   // recorded in the provenance
+  std::string note;                      // recorded in the provenance (e.g. what the label values mean)
   bool skip_cases_without_label = true;  // a case without any of the labels is left out (it cannot show where the
                                          // region is; counting it would dilute the heatmap), with a warning
   InferRegionsOptions options;

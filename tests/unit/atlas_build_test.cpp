@@ -34,8 +34,8 @@ std::vector<BodyPart> trunk() {
 // The trunk as a hard label map in a scanner frame where x_scanner = body_to_scanner * x_body.
 Image<std::uint8_t> body_labels(const Eigen::Affine3d& body_to_scanner, double spacing_mm) {
   const Eigen::Affine3d scanner_to_body = body_to_scanner.inverse();
-  const Grid<Scanner> grid = grid_covering(scanner_to_body, Eigen::Vector3d(-100, -65, 130), Eigen::Vector3d(100, 65, 470),
-                                           spacing_mm);
+  const Grid<Scanner> grid =
+      grid_covering(scanner_to_body, Eigen::Vector3d(-100, -65, 130), Eigen::Vector3d(100, 65, 470), spacing_mm);
   const MultiChannelImage<Scanner> soft = render_parts(grid, trunk(), scanner_to_body, 1.0);
   Image<std::uint8_t> labels(grid, 0);
   const auto n = static_cast<std::size_t>(grid.voxels());
@@ -55,7 +55,8 @@ void maybe_verbose() {
   if (!std::getenv("CTARR_TEST_VERBOSE")) return;
   static const auto t0 = std::chrono::steady_clock::now();
   set_log_sink([](LogLevel, const std::string& m) {
-    std::cout << "    " << std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count() << " s  " << m << "\n";
+    std::cout << "    " << std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count() << " s  " << m
+              << "\n";
   });
 }
 
@@ -125,8 +126,8 @@ void LandmarksSitAtTheMeanOfTheKnownTransforms() {
     const Eigen::Vector3d expected = mean_map * body;
     const double err = (b.atlas.landmarks.centre_mm[c] - expected).norm();
     worst = std::max(worst, err);
-    EXPECT_LT(err, 3.0) << "channel " << c << ": atlas " << b.atlas.landmarks.centre_mm[c].transpose()
-                        << ", expected " << expected.transpose();
+    EXPECT_LT(err, 3.0) << "channel " << c << ": atlas " << b.atlas.landmarks.centre_mm[c].transpose() << ", expected "
+                        << expected.transpose();
   }
   EXPECT_GE(checked, 8);
   std::cout << "[ atlas   ] largest landmark error " << worst << " mm over " << checked << " classes\n";
@@ -138,19 +139,22 @@ void MeanVolumeMatchesTheMeanSpace() {
   Eigen::Matrix4d mean = Eigen::Matrix4d::Zero();
   for (const Eigen::Affine3d& t : b.truth) mean += t.matrix() / static_cast<double>(b.truth.size());
   const double det_mean = mean.topLeftCorner<3, 3>().determinant();
-  for (std::size_t c : {std::size_t{9}, std::size_t{6}, std::size_t{12}}) {  // the phantom's liver, left lung, left kidney
+  for (std::size_t c :
+       {std::size_t{9}, std::size_t{6}, std::size_t{12}}) {  // the phantom's liver, left lung, left kidney
     double body = 0.0;
     for (std::size_t s = 0; s < b.truth.size(); ++s)
-      body += b.source_landmarks[s].volume_ml[c] / b.truth[s].linear().determinant() / static_cast<double>(b.truth.size());
+      body +=
+          b.source_landmarks[s].volume_ml[c] / b.truth[s].linear().determinant() / static_cast<double>(b.truth.size());
     EXPECT_NEAR(b.atlas.landmarks.volume_ml[c], body * det_mean, 0.05 * body * det_mean) << "channel " << c;
   }
 }
 
 void ManifestRecordsFrameSourcesAndFitChecks() {
   const std::string& m = built().atlas.manifest_json;
-  for (const char* key : {"\"frame\": \"atlas\"", "\"units\": \"mm\"", "\"world\": \"LPS\"", "\"spacing_mm\"",
-                          "\"origin_mm\"", "\"direction\"", "\"classes\"", "\"sources\"", "\"command\": \"atlas_build_test\"",
-                          "\"licence\": \"test\"", "\"procedure\"", "\"self_fit\"", "synthetic body 2", "\"sha256\""})
+  for (const char* key :
+       {"\"frame\": \"atlas\"", "\"units\": \"mm\"", "\"world\": \"LPS\"", "\"spacing_mm\"", "\"origin_mm\"",
+        "\"direction\"", "\"classes\"", "\"sources\"", "\"command\": \"atlas_build_test\"", "\"licence\": \"test\"",
+        "\"procedure\"", "\"self_fit\"", "synthetic body 2", "\"sha256\""})
     EXPECT_NE(m.find(key), std::string::npos) << key;
 }
 

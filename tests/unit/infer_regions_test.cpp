@@ -91,7 +91,8 @@ TEST(InferRegions, BoxHoldsAtLeast99PercentOfEveryCasesLabel) {
                                           scale_shift(0.95, {-4, -6, 5})};
   const std::vector<Eigen::Vector3d> moves{{0, 0, 0}, {4, -2, 3}, {-3, 3, -4}, {2, 4, -2}, {-2, -3, 5}};
   for (std::size_t n = 0; n < fits.size(); ++n)
-    cases.push_back(make_case("case" + std::to_string(n), fits[n], {Blob{Eigen::Vector3d(5, -8, 10) + moves[n], {14, 10, 18}}}));
+    cases.push_back(
+        make_case("case" + std::to_string(n), fits[n], {Blob{Eigen::Vector3d(5, -8, 10) + moves[n], {14, 10, 18}}}));
   const InferRegionsResult r = infer_regions("organ", cases, atlas_grid());
   ASSERT_EQ(r.region.boxes.size(), 1u);
   ASSERT_EQ(r.cases.size(), cases.size());
@@ -127,9 +128,11 @@ TEST(InferRegions, TwoSeparateBlobsGiveTwoBoxes) {
 TEST(InferRegions, ThresholdRemovesAnOutliersStrayBlob) {
   std::vector<RegionCase> cases;
   for (int n = 0; n < 9; ++n)
-    cases.push_back(make_case("case" + std::to_string(n), Eigen::Affine3d::Identity(), {Blob{{0, 0, 0}, {12, 12, 12}}}));
+    cases.push_back(
+        make_case("case" + std::to_string(n), Eigen::Affine3d::Identity(), {Blob{{0, 0, 0}, {12, 12, 12}}}));
   // The outlier also has a stray blob far away: 1 case in 10 is below a threshold of 0.15.
-  cases.push_back(make_case("outlier", Eigen::Affine3d::Identity(), {Blob{{0, 0, 0}, {12, 12, 12}}, Blob{{35, 35, 35}, {6, 6, 6}}}));
+  cases.push_back(make_case("outlier", Eigen::Affine3d::Identity(),
+                            {Blob{{0, 0, 0}, {12, 12, 12}}, Blob{{35, 35, 35}, {6, 6, 6}}}));
   InferRegionsOptions options;
   options.threshold = 0.15;
   const InferRegionsResult r = infer_regions("organ", cases, atlas_grid(), options);
@@ -146,7 +149,8 @@ TEST(InferRegions, LowersTheThresholdUntilEveryCaseKeepsItsLabel) {
   // Nine cases agree, one has the organ 16 mm further left: at 0.15 its far part (heat 0.1) is cut off.
   std::vector<RegionCase> cases;
   for (int n = 0; n < 9; ++n)
-    cases.push_back(make_case("case" + std::to_string(n), Eigen::Affine3d::Identity(), {Blob{{0, 0, 0}, {10, 10, 10}}}));
+    cases.push_back(
+        make_case("case" + std::to_string(n), Eigen::Affine3d::Identity(), {Blob{{0, 0, 0}, {10, 10, 10}}}));
   cases.push_back(make_case("shifted", Eigen::Affine3d::Identity(), {Blob{{16, 0, 0}, {10, 10, 10}}}));
   InferRegionsOptions options;
   options.threshold = 0.15;
@@ -170,8 +174,8 @@ TEST(InferRegions, CasesOutsideTheirFieldOfViewDoNotCount) {
   // Case "full" sees the whole atlas and has the organ at z = +30; case "low" sees only z < 0 and so cannot say
   // anything about z = +30. With a threshold of 0.6 the organ is kept: 1 of the 1 covering cases has it.
   const RegionCase full = make_case("full", Eigen::Affine3d::Identity(), {Blob{{0, 0, 30}, {10, 10, 10}}});
-  const RegionCase low = make_case("low", Eigen::Affine3d::Identity(), {}, Eigen::Vector3d(-55, -55, -55),
-                                   Eigen::Vector3d(55, 55, -5));
+  const RegionCase low =
+      make_case("low", Eigen::Affine3d::Identity(), {}, Eigen::Vector3d(-55, -55, -55), Eigen::Vector3d(55, 55, -5));
   InferRegionsOptions options;
   options.threshold = 0.6;
   const InferRegionsResult r = infer_regions("organ", {full, low}, atlas_grid(), options);
