@@ -27,7 +27,8 @@ void register_crop(CLI::App& app, int& exit_code) {
   auto margin = std::make_shared<double>(-1.0);
   CLI::App* cmd = app.add_subcommand("crop", "Crop anatomical regions out of CT scans");
   cmd->add_option("--region,-r", req->regions, "Region name (see `ctarr regions`) or a region .json; repeatable")
-      ->required();
+      ->required()
+      ->allow_extra_args(false);  // one name per --region, so inputs after it stay inputs
   cmd->add_option("inputs", req->inputs, "Image files (.nii, .nii.gz, .nrrd, .mha) or DICOM folders")->required();
   cmd->add_option("-o,--out", req->out_dir, "Output folder")->capture_default_str();
   cmd->add_option("--seg", req->seg, "Label map to use instead of the network (ctarr 19 classes, TotalSegmentator "

@@ -57,6 +57,8 @@ struct BadInput {
   int exit_code;
 };
 
+void PrintTo(const BadInput& b, std::ostream* os) { *os << b.name; }
+
 class CliBadInput : public ::testing::TestWithParam<BadInput> {};
 
 TEST_P(CliBadInput, ClearMessageNonZeroExitNoOutput) {
