@@ -162,8 +162,14 @@ Fit Pipeline::fit(const Segmentation& segmentation) const {
   if (!f.initial.searched)
     f.warnings.push_back("only " + std::to_string(f.initial.classes_seen.size()) +
                          " anatomies seen: orientation not searched, header orientation trusted (translation only)");
+  // A fit this poor means the segmentation found no usable anatomy (or not a CT): refuse rather than crop blindly.
+  if (f.refined.dice < kMinFitDice)
+    throw Error(ErrorCode::FitFailed, "the atlas fit failed (Dice " + std::to_string(f.refined.dice) + " < " +
+                                          std::to_string(kMinFitDice) + " over " +
+                                          std::to_string(f.initial.classes_seen.size()) +
+                                          " classes): no usable anatomy found (" + segmentation.source + ")");
   if (f.refined.dice < 0.5)
-    f.warnings.push_back("low fit Dice " + std::to_string(f.refined.dice) + ": check the crop (use --preview)");
+    f.warnings.push_back("low fit Dice " + std::to_string(f.refined.dice) + ": check the crop");
   log_info("fit: orientation " + f.initial.orientation + ", scale " + fmt_mm(f.refined.scale) + ", translation " +
            fmt_mm(f.refined.translation_mm) + " mm, Dice " + std::to_string(f.refined.initial_dice) + " -> " +
            std::to_string(f.refined.dice) + ", " + std::to_string(f.initial.classes_seen.size()) + " classes seen");

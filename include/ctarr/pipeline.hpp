@@ -20,6 +20,10 @@ namespace ctarr {
 // source tree ctarr was built from.
 std::string default_data_dir();
 
+// Below this fit Dice, Pipeline::fit throws FitFailed instead of returning a transform (the synthetic and real
+// --seg fits in the tests reach 0.67-0.76; a model that sees nothing gives < 0.01).
+constexpr double kMinFitDice = 0.1;
+
 struct PipelineOptions {
   std::string model_path;   // empty: <data>/models/ctarr-unet.safetensors
   std::string atlas_dir;    // empty: <data>/atlas
