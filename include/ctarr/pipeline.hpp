@@ -83,7 +83,6 @@ struct CropRequest {
   std::string extension = ".nii.gz";  // crop format: .nii.gz, .nii, .nrrd or .mha
   std::optional<std::string> seg;    // external segmentation (one input only)
   CropOptions crop;
-  bool overwrite = true;
   PipelineOptions pipeline;
 };
 
