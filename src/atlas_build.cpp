@@ -187,15 +187,6 @@ Registration register_masks(const MultiChannelImage<Scanner>& scan, const Landma
   return out;
 }
 
-// The atlas as the Dice refinement sees it, as Pipeline::fit does: 0 below a mean of 0.25, 1 above 0.75, linear
-// between. Against the plain soft mean a crisp source mask swells over the mean's fringe (2-3 % in scale), which
-// would make the averaged atlas that much larger than the mean of its sources.
-MultiChannelImage<Atlas> fit_target(const MultiChannelImage<Atlas>& mean) {
-  MultiChannelImage<Atlas> t = mean;
-  for (float& v : t.data) v = std::clamp(1.5f * v - 0.25f, 0.0f, 1.0f);
-  return t;
-}
-
 // Trilinear look-up of channel c at a continuous index inside [-0.5, n - 0.5] (clamped to the edge voxels).
 float sample(const MultiChannelImage<Scanner>& m, int c, const Eigen::Vector3d& ci) {
   std::int64_t i0[3], i1[3];
@@ -448,7 +439,11 @@ AtlasModel build_atlas(const std::vector<AtlasSource>& sources, const BuildAtlas
   const Grid<Atlas> grid = lattice_grid(lo, hi, options.spacing_mm);
   const MultiChannelImage<Atlas> provisional = average_masks(src, to_mean, grid);
   const Landmarks<Atlas> provisional_lm = extract_landmarks(provisional);
-  const MultiChannelImage<Atlas> provisional_target = fit_target(provisional);
+  // Against a mean, registrations see it as Pipeline::fit does (kFitSharpness): against the plain soft mean a crisp
+  // source mask swells over the mean's fringe (2-3 % in scale), which would make the averaged atlas that much larger
+  // than the mean of its sources.
+  RefineOptions refine_to_mean = refine;
+  refine_to_mean.target_sharpness = {kFitSharpness.begin(), kFitSharpness.end()};
   log_info("atlas: provisional atlas " + std::to_string(grid.size[0]) + "x" + std::to_string(grid.size[1]) + "x" +
            std::to_string(grid.size[2]));
 
@@ -456,7 +451,7 @@ AtlasModel build_atlas(const std::vector<AtlasSource>& sources, const BuildAtlas
   std::vector<Affine<Scanner, Atlas>> to_provisional(n);
   std::vector<Registration> second(n);
   for (std::size_t i = 0; i < n; ++i) {
-    second[i] = register_masks(src[i].masks, src[i].landmarks, provisional_target, provisional_lm, refine);
+    second[i] = register_masks(src[i].masks, src[i].landmarks, provisional, provisional_lm, refine_to_mean);
     to_provisional[i] = second[i].map;
     log_info("atlas: source " + std::to_string(i + 1) + " -> provisional atlas: Dice " + fmt(second[i].dice));
   }
@@ -466,15 +461,14 @@ AtlasModel build_atlas(const std::vector<AtlasSource>& sources, const BuildAtlas
   atlas.landmarks = extract_landmarks(atlas.masks);
 
   // 6. checks, fitted as Pipeline::fit does: the atlas fits itself, every source fits the atlas
-  const MultiChannelImage<Atlas> target = fit_target(atlas.masks);
   const MultiChannelImage<Scanner> self_scan = reframe<Scanner>(atlas.masks);
   const Landmarks<Scanner> self_lm = extract_landmarks(self_scan);
-  const Registration self = register_masks(self_scan, self_lm, target, atlas.landmarks, refine);
+  const Registration self = register_masks(self_scan, self_lm, atlas.masks, atlas.landmarks, refine_to_mean);
   const double self_shift = max_displacement_mm(self.map, atlas.masks.grid);
   log_info("atlas: self fit Dice " + fmt(self.dice) + ", largest displacement " + fmt(self_shift, 2) + " mm");
   std::vector<Registration> check(n);
   for (std::size_t i = 0; i < n; ++i) {
-    check[i] = register_masks(src[i].masks, src[i].landmarks, target, atlas.landmarks, refine);
+    check[i] = register_masks(src[i].masks, src[i].landmarks, atlas.masks, atlas.landmarks, refine_to_mean);
     log_info("atlas: source " + std::to_string(i + 1) + " (" + src[i].path + ") fits the atlas with Dice " +
              fmt(check[i].dice));
   }

@@ -95,12 +95,10 @@ Pipeline::Pipeline(PipelineOptions options) : options_(std::move(options)) {
   options_.atlas_dir = or_default(options_.atlas_dir, "atlas");
   options_.regions_dir = or_default(options_.regions_dir, "regions");
   atlas_ = load_atlas(options_.atlas_dir);
-  // The Dice refinement compares against a sharpened atlas: 0 below a mean of 0.25, 1 above 0.75, linear between.
-  // Against the plain soft mean, a crisp scan mask swells over the mean's fringe (Dice gains where the mean exceeds
-  // Dice / 2, about 0.35): measured 2-3 % too large a scale. A hard 0.5 threshold removes the bias but leaves the
-  // descent too few gradients (landmark errors up to 5 mm on the synthetic scans).
-  fit_target_ = atlas_.masks;
-  for (float& v : fit_target_.data) v = std::clamp(1.5f * v - 0.25f, 0.0f, 1.0f);
+  // The Dice refinement compares against a sharpened atlas (kFitSharpness), made in refine_transform from the few
+  // atlas channels it needs, so no sharpened copy of the whole atlas is held here.
+  if (options_.refine.target_sharpness == RefineOptions{}.target_sharpness)
+    options_.refine.target_sharpness = {kFitSharpness.begin(), kFitSharpness.end()};
   options_.refine.device = resolve_device(options_.device);
 }
 
@@ -155,7 +153,7 @@ Fit Pipeline::fit(const Segmentation& segmentation) const {
   const Landmarks<Scanner> scan_lm = extract_landmarks(segmentation.soft_masks);
   f.initial = initial_fit(scan_lm, atlas_.landmarks, options_.landmarks);
   // 2. Dice refinement of scale and translation
-  f.refined = refine_transform(segmentation.soft_masks, fit_target_, f.initial, options_.refine);
+  f.refined = refine_transform(segmentation.soft_masks, atlas_.masks, f.initial, options_.refine);
   f.scanner_to_atlas = f.refined.scanner_to_atlas();
   // 3. warnings a user can act on
   if (const std::string w = orientation_warning(f.initial); !w.empty()) f.warnings.push_back(w);

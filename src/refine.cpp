@@ -25,7 +25,9 @@
 //
 // Optimiser: plain gradient descent on x with step options.step; the step is halved whenever the loss falls by less
 // than options.min_improvement in an iteration (including when it rises); every step is taken; the descent stops at
-// the options.max_halvings-th halving or after options.max_iterations. The best point visited is returned.
+// the options.max_halvings-th halving or after options.max_iterations; then a polish from the best point visited
+// takes downhill steps only (options.polish_iterations). With several options.target_sharpness stages, each stage
+// runs both from where the previous one ended.
 //
 // Resolution: the scan masks are average-pooled to ~options.working_spacing_mm (that sets the number of samples, the
 // cost). The atlas is pooled to half of that: trilinear sampling of an atlas pooled to 6 mm blurs it three times more
@@ -58,6 +60,9 @@ constexpr double kMinSizeMm = 5.0;      // floor for that extent (a class seen a
 constexpr double kMinLeverMm = 30.0;    // floor for the scale lever (a thin field of view)
 constexpr double kAtlasOversampling = 2.0;  // atlas pooled to working_spacing / 2, see the header comment
 constexpr double kDiceEps = 1e-6;
+// A polish step must gain at least this much Dice: the objective is nearly flat along some scales (a 2 % scale
+// change for a 0.001 Dice gain on the phantom), and drifting along such directions buys nothing.
+constexpr double kPolishMinGain = 1e-3;
 
 using Vector6d = Eigen::Matrix<double, 6, 1>;
 
@@ -222,6 +227,9 @@ class Problem {
     unit_t_ = to_tensor(unit_, f64);
   }
 
+  // The atlas channels the Dice is taken against ([1, C, k, j, i], same grid as at construction).
+  void set_atlas(const torch::Tensor& atlas) { atlas_ = atlas; }
+
   const Eigen::Vector3d& unit_mm() const { return unit_; }
   const Eigen::Vector3d& lever_mm() const { return lever_; }
   Eigen::Vector3d scale(const Vector6d& x) const {
@@ -295,8 +303,22 @@ Prepared prepare(const MultiChannelImage<Scanner>& scan_masks, const MultiChanne
 
 void check_options(const RefineOptions& options) {
   if (!(options.step > 0.0) || !(options.working_spacing_mm > 0.0) || options.max_iterations < 0 ||
-      options.max_halvings < 0)
+      options.max_halvings < 0 || options.polish_iterations < 0)
     throw Error(ErrorCode::Usage, "refine: step and working spacing must be positive, iteration limits >= 0");
+}
+
+void check_sharpness(const RefineOptions& options) {
+  if (options.target_sharpness.empty())
+    throw Error(ErrorCode::Usage, "refine: target_sharpness needs at least one stage");
+  for (double k : options.target_sharpness)
+    if (!(k >= 1.0) || !std::isfinite(k))
+      throw Error(ErrorCode::Usage, "refine: every target sharpness must be a finite number >= 1");
+}
+
+// clamp(0.5 + k (a - 0.5), 0, 1): steeper about the mean's 0.5 level; k = 1 returns the atlas itself.
+torch::Tensor sharpen(const torch::Tensor& atlas, double k) {
+  if (k == 1.0) return atlas;
+  return ((atlas - 0.5) * k + 0.5).clamp(0.0, 1.0);
 }
 
 RefineResult refine_impl(const MultiChannelImage<Scanner>& scan_masks, const MultiChannelImage<Atlas>& atlas_masks,
@@ -307,48 +329,78 @@ RefineResult refine_impl(const MultiChannelImage<Scanner>& scan_masks, const Mul
   for (int c : init.classes_seen)
     if (c >= 0 && c < kNumClasses) weights[static_cast<std::size_t>(c)] = init.weights[static_cast<std::size_t>(c)];
   const Prepared prep = prepare(scan_masks, atlas_masks, weights, options, device);
-  const Problem problem(prep.scan, prep.atlas, init.rotation, init.scale, init.pivot_scanner_mm, init.pivot_atlas_mm,
+  Problem problem(prep.scan, prep.atlas, init.rotation, init.scale, init.pivot_scanner_mm, init.pivot_atlas_mm,
                         prep.classes.weights, device);
 
   Vector6d x = Vector6d::Zero(), g;
-  double loss = problem.loss_and_gradient(x, &g);
-  if (!std::isfinite(loss)) throw Error(ErrorCode::FitFailed, "refine: the Dice loss is not finite at the start");
-  const double initial_loss = loss;
-  double best_loss = loss;
-  Vector6d best_x = x;
-  double step = options.step;
-  int halvings = 0, iterations = 0;
-  while (halvings < options.max_halvings && iterations < options.max_iterations) {
-    const Vector6d x_new = x - step * g;
-    Vector6d g_new;
-    const double loss_new = problem.loss_and_gradient(x_new, &g_new);
-    ++iterations;
-    if (!std::isfinite(loss_new) || !g_new.allFinite())
-      throw Error(ErrorCode::FitFailed, "refine: the fit diverged (the Dice loss or its gradient is not finite)");
-    std::ostringstream it;
-    it << "refine iteration " << iterations << ": step " << step << ", loss " << loss << " -> " << loss_new;
-    log_debug(it.str());
-    if (loss - loss_new < options.min_improvement) {
-      step *= 0.5;
-      ++halvings;
+  const double initial_dice = problem.dice_at(x);  // plain atlas mean (the Problem starts with it)
+  int iterations = 0;
+  for (std::size_t stage = 0; stage < options.target_sharpness.size(); ++stage) {
+    problem.set_atlas(sharpen(prep.atlas.data, options.target_sharpness[stage]));
+    double loss = problem.loss_and_gradient(x, &g);
+    if (!std::isfinite(loss)) throw Error(ErrorCode::FitFailed, "refine: the Dice loss is not finite at the start");
+    double best_loss = loss;
+    Vector6d best_x = x;
+    double step = options.step;
+    int halvings = 0, stage_iterations = 0;
+    while (halvings < options.max_halvings && stage_iterations < options.max_iterations) {
+      const Vector6d x_new = x - step * g;
+      Vector6d g_new;
+      const double loss_new = problem.loss_and_gradient(x_new, &g_new);
+      ++stage_iterations;
+      if (!std::isfinite(loss_new) || !g_new.allFinite())
+        throw Error(ErrorCode::FitFailed, "refine: the fit diverged (the Dice loss or its gradient is not finite)");
+      std::ostringstream it;
+      it << "refine stage " << stage + 1 << " iteration " << stage_iterations << ": step " << step << ", loss "
+         << loss << " -> " << loss_new;
+      log_debug(it.str());
+      if (loss - loss_new < options.min_improvement) {
+        step *= 0.5;
+        ++halvings;
+      }
+      x = x_new;
+      g = g_new;
+      loss = loss_new;
+      if (loss < best_loss) {
+        best_loss = loss;
+        best_x = x;
+      }
     }
-    x = x_new;
-    g = g_new;
-    loss = loss_new;
-    if (loss < best_loss) {
-      best_loss = loss;
-      best_x = x;
+    x = best_x;
+    iterations += stage_iterations;
+    // Polish: the rule above takes every step, uphill ones too, and can stop while still bouncing about the
+    // optimum (on a head-only scan it ended 3 mm and 3 % off while the true transform scored a better Dice). From
+    // the best point, only downhill steps are taken: the step grows by 1.5 after a success and halves after a
+    // failure (or a gain below kPolishMinGain), until it is 1/1024 of the initial step or options.polish_iterations
+    // evaluations are spent.
+    loss = problem.loss_and_gradient(x, &g);
+    double polish_step = options.step;
+    for (int k = 0; k < options.polish_iterations && polish_step > options.step / 1024.0; ++k) {
+      const Vector6d x_new = x - polish_step * g;
+      Vector6d g_new;
+      const double loss_new = problem.loss_and_gradient(x_new, &g_new);
+      ++iterations;
+      if (std::isfinite(loss_new) && g_new.allFinite() && loss_new < loss - kPolishMinGain) {
+        x = x_new;
+        g = g_new;
+        loss = loss_new;
+        polish_step *= 1.5;
+      } else {
+        polish_step *= 0.5;
+      }
     }
   }
+  problem.set_atlas(prep.atlas.data);
+  const double final_dice = problem.dice_at(x);
 
   RefineResult r;
   r.rotation = init.rotation;
   r.pivot_scanner_mm = init.pivot_scanner_mm;
   r.pivot_atlas_mm = init.pivot_atlas_mm;
-  r.scale = problem.scale(best_x);
-  r.translation_mm = problem.translation_mm(best_x);
-  r.initial_dice = 1.0 - initial_loss;
-  r.dice = 1.0 - best_loss;
+  r.scale = problem.scale(x);
+  r.translation_mm = problem.translation_mm(x);
+  r.initial_dice = initial_dice;
+  r.dice = final_dice;
   r.iterations = iterations;
   std::ostringstream msg;
   msg << "refine: Dice " << r.initial_dice << " -> " << r.dice << " in " << iterations << " iterations; scale ("
@@ -365,6 +417,7 @@ RefineResult refine_transform(const MultiChannelImage<Scanner>& scan_masks, cons
   check_masks(scan_masks, "scan soft masks");
   check_masks(atlas_masks, "atlas soft masks");
   check_options(options);
+  check_sharpness(options);
   try {
     return refine_impl(scan_masks, atlas_masks, init, options);
   } catch (const c10::Error& e) {
@@ -378,13 +431,15 @@ double soft_dice(const MultiChannelImage<Scanner>& scan_masks, const MultiChanne
   check_masks(scan_masks, "scan soft masks");
   check_masks(atlas_masks, "atlas soft masks");
   check_options(options);
+  check_sharpness(options);
   try {
     const torch::Device device = resolve_device(options.device);
     torch::NoGradGuard no_grad;
     const Prepared prep = prepare(scan_masks, atlas_masks, weights, options, device);
     const Eigen::Affine3d& m = scanner_to_atlas.matrix();
-    const Problem problem(prep.scan, prep.atlas, m.linear(), 1.0, Eigen::Vector3d::Zero(), m.translation(),
-                          prep.classes.weights, device);
+    Problem problem(prep.scan, prep.atlas, m.linear(), 1.0, Eigen::Vector3d::Zero(), m.translation(),
+                    prep.classes.weights, device);
+    problem.set_atlas(sharpen(prep.atlas.data, options.target_sharpness.back()));
     return problem.dice_at(Vector6d::Zero());
   } catch (const c10::Error& e) {
     throw Error(ErrorCode::Internal, std::string("soft_dice: LibTorch failed: ") + e.what_without_backtrace());

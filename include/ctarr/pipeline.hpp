@@ -67,7 +67,6 @@ class Pipeline {
  private:
   PipelineOptions options_;
   AtlasModel atlas_;
-  MultiChannelImage<Atlas> fit_target_;  // the atlas as the Dice refinement sees it
   std::unique_ptr<Network> network_;
 };
 

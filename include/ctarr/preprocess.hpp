@@ -51,8 +51,9 @@ inline const std::vector<WindowHU>& default_windows_hu() {
 }
 
 // Fraction of each label 1..classes inside every `target` voxel (area-weighted downsampling of a label map; each
-// source voxel counts towards the target voxel its centre falls in). Channel c holds label c + 1. Target voxels
-// that no source voxel reaches are 0.
+// source voxel counts towards the target voxel its centre falls in). Channel c holds label c + 1. A target voxel
+// that no source centre falls in (the source is coarser along some axis) takes the label of the source voxel its
+// own centre lies in; target voxels outside the label map are 0.
 MultiChannelImage<Scanner> label_fractions(const Image<std::uint8_t>& labels, const Grid<Scanner>& target, int classes);
 
 struct PreprocessOptions {

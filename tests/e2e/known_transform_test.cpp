@@ -2,6 +2,7 @@
 // the fit must recover the transform within 3 mm and 2 %, and the crops must hold >= 99 % of the organ.
 #include "ctarr/classes.hpp"
 #include "ctarr/io.hpp"
+#include "ctarr/log.hpp"
 #include "ctarr/pipeline.hpp"
 #include "ctarr/regions.hpp"
 #include "support/support.hpp"
@@ -9,6 +10,8 @@
 #include <gtest/gtest.h>
 
 #include <cmath>
+#include <cstdlib>
+#include <iostream>
 #include <filesystem>
 #include <fstream>
 #include <random>
@@ -47,9 +50,10 @@ struct Case {
   std::pair<int, int> z_classes; // field of view along atlas z: from the bottom of class a to the top of class b
   std::string region;            // region whose crop must hold its organ
   int organ_label;               // label the crop must hold
-  // Tolerances: the 3 mm and 2 %, met by the whole-body and chest cases. Head only and pelvis only miss
-  // them narrowly with the shipped atlas (measured 3.2 mm / 3.2 % and 2.1 %: few, small anatomies constrain the
-  // scale weakly and the descent stops early); they are held to the looser bounds below and reported as open.
+  // Tolerances: the 3 mm and 2 %. Every case meets the 3 mm (measured <= 1.8 mm) and the whole-body and
+  // chest cases the 2 %. Pelvis only and head only end 2.1 % and 2.2 % off along one axis: the Dice objective itself
+  // prefers that point (the test prints Dice at the fit > Dice at the truth), so it is the objective, not the
+  // descent, that misses; those two are held to 3 %.
   double scale_tolerance = 0.02;
   double landmark_tolerance_mm = 3.0;
 };
@@ -178,6 +182,10 @@ TEST_P(KnownTransform, FitRecoversTheTransformAndTheCropHoldsTheOrgan) {
   po.regions_dir = repo_dir() + "/regions";
   po.device.text = "cpu";
   Pipeline pipeline(po);
+  if (std::getenv("CTARR_TEST_LOG"))  // the fit's own log lines, for diagnosing a miss
+    set_log_sink([](LogLevel level, const std::string& m) {
+      if (level != LogLevel::Debug || std::string(std::getenv("CTARR_TEST_LOG")) == "debug") std::cerr << m << '\n';
+    });
   const Segmentation seg = pipeline.segmentation_from_labels(seg_path);
   const Fit fit = pipeline.fit(seg);
 
@@ -192,6 +200,12 @@ TEST_P(KnownTransform, FitRecoversTheTransformAndTheCropHoldsTheOrgan) {
   }
   const double dice_truth = soft_dice(seg.soft_masks, pipeline.atlas().masks, truth_s2a, fit.initial.weights);
   const double dice_fit = soft_dice(seg.soft_masks, pipeline.atlas().masks, fit.scanner_to_atlas, fit.initial.weights);
+  RefineOptions sharp;
+  sharp.target_sharpness = pipeline.options().refine.target_sharpness;
+  std::cout << c.name << ": sharpened Dice at fit "
+            << soft_dice(seg.soft_masks, pipeline.atlas().masks, fit.scanner_to_atlas, fit.initial.weights, sharp)
+            << ", at truth " << soft_dice(seg.soft_masks, pipeline.atlas().masks, truth_s2a, fit.initial.weights, sharp)
+            << "\n";
   std::cout << c.name << ": orientation " << fit.initial.orientation << ", worst landmark error " << worst
             << " mm, Dice at fit " << dice_fit << ", at truth " << dice_truth << "\n";
   EXPECT_LE(worst, c.landmark_tolerance_mm) << c.name << ": orientation " << fit.initial.orientation << ", Dice " << fit.refined.dice;
@@ -239,7 +253,7 @@ INSTANTIATE_TEST_SUITE_P(
         Case{"chest_only_rot270", rot_z(270), {1, 1, 1}, {25, 0, 10}, {15, 13}, "lungs", 13},
         Case{"chest_only_zflip", zflip(), {1.03, 1.03, 1.03}, {0, 15, 30}, {15, 13}, "heart", 14},
         Case{"pelvis_only_shift", Eigen::Matrix3d::Identity(), {1, 1, 1}, {-15, 20, -60}, {19, 8}, "urinary_bladder", 19, 0.03},
-        Case{"head_only_shift", Eigen::Matrix3d::Identity(), {1, 1, 1}, {10, -30, 40}, {2, 1}, "brain", 11, 0.04, 4.0}),
+        Case{"head_only_shift", Eigen::Matrix3d::Identity(), {1, 1, 1}, {10, -30, 40}, {2, 1}, "brain", 11, 0.03}),
     [](const ::testing::TestParamInfo<Case>& info) { return info.param.name; });
 
 }  // namespace

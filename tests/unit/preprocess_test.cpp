@@ -140,3 +140,38 @@ TEST(LabelFractions, AveragesLabelsIntoCoarseVoxels) {
 
 }  // namespace
 }  // namespace ctarr::test
+
+namespace ctarr::test {
+namespace {
+
+// 5 mm slices onto a 3 mm grid: every 3 mm voxel whose centre lies in the label map gets its label, none is left
+// empty between two slice centres.
+TEST(LabelFractions, FillsTargetVoxelsBetweenThickSlices) {
+  Grid<Scanner> thick;
+  thick.size = {{20, 20, 8}};
+  thick.spacing = Eigen::Vector3d(1.0, 1.0, 5.0);
+  thick.origin = Eigen::Vector3d(-3.2, 7.1, 11.0);
+  Image<std::uint8_t> labels(thick, 0);
+  for (std::int64_t k = 0; k < 8; ++k)
+    for (std::int64_t j = 0; j < 20; ++j)
+      for (std::int64_t i = 0; i < 20; ++i) labels.at(Index3{{i, j, k}}) = k % 2 == 0 ? 3 : 1;
+  const Grid<Scanner> iso = isotropic_grid(thick, 3.0);
+  const MultiChannelImage<Scanner> f = label_fractions(labels, iso, 3);
+  int inside = 0;
+  for (std::int64_t k = 0; k < iso.size[2]; ++k)
+    for (std::int64_t j = 0; j < iso.size[1]; ++j)
+      for (std::int64_t i = 0; i < iso.size[0]; ++i) {
+        const Index3 t{{i, j, k}};
+        const ContinuousIndex ci = thick.to_continuous_index(iso.to_world(t));
+        bool in = true;
+        for (int a = 0; a < 3; ++a) in = in && ci.v[a] >= -0.5 && ci.v[a] < static_cast<double>(thick.size[a]) - 0.5;
+        if (!in) continue;
+        ++inside;
+        const std::size_t v = iso.linear(t);
+        EXPECT_NEAR(f.channel(0)[v] + f.channel(2)[v], 1.0, 1e-6) << "3 mm voxel " << i << "," << j << "," << k;
+      }
+  EXPECT_GT(inside, 0);
+}
+
+}  // namespace
+}  // namespace ctarr::test
