@@ -10,6 +10,7 @@
 
 #include <algorithm>
 #include <chrono>
+#include <cmath>
 #include <csignal>
 #include <cstdlib>
 #include <filesystem>
@@ -270,24 +271,48 @@ struct CaseLayout {
   }
 };
 
-// The record exists, has a summary, and every file it names exists: the case and region are done.
-std::optional<CropSummary> finished_before(const std::string& record_path) {
+// What an earlier run left for a case and region.
+struct EarlierRun {
+  std::optional<CropSummary> done;  // record with a summary, every file it names exists, same options
+  std::string other_options;        // the record was made with other crop options: what differs
+};
+
+// How the options of an earlier record differ from `now` ("" when they agree).
+std::string options_differ(const CropOptions& before, const CropOptions& now) {
+  std::string d;
+  auto add = [&](const std::string& what) { d += (d.empty() ? "" : ", ") + what; };
+  if (std::abs(before.margin_mm.value_or(0.0) - now.margin_mm.value_or(0.0)) > 1e-6)
+    add("margin " + std::to_string(before.margin_mm.value_or(0.0)) + " mm, now " + std::to_string(now.margin_mm.value_or(0.0)));
+  if (before.pad != now.pad) add(std::string("pad ") + (before.pad ? "on" : "off") + ", now " + (now.pad ? "on" : "off"));
+  if (now.pad && now.pad_value && before.pad_value && *before.pad_value != *now.pad_value) add("pad value");
+  if (before.target_spacing_mm.has_value() != now.target_spacing_mm.has_value() ||
+      (now.target_spacing_mm && (*now.target_spacing_mm - *before.target_spacing_mm).cwiseAbs().maxCoeff() > 1e-6))
+    add("target spacing");
+  if (before.z_only != now.z_only) add("z-only");
+  return d;
+}
+
+EarlierRun earlier_run(const std::string& record_path, const CropOptions& options) {
+  EarlierRun e;
   std::error_code ec;
-  if (!fs::is_regular_file(record_path, ec)) return std::nullopt;
+  if (!fs::is_regular_file(record_path, ec)) return e;
   try {
     const std::string text = read_text_file(record_path);
     const ParsedCropRecord rec = parse_crop_record(record_path, text);
+    e.other_options = options_differ(rec.options, options);
+    if (!e.other_options.empty()) return e;
     const fs::path folder = fs::path(record_path).parent_path();
     for (std::size_t b = 0; b < rec.boxes.size(); ++b) {
-      if (!rec.boxes[b].second.empty() && !fs::is_regular_file(folder / rec.boxes[b].second, ec)) return std::nullopt;
-      if (!rec.label_files[b].empty() && !fs::is_regular_file(folder / rec.label_files[b], ec)) return std::nullopt;
+      if (!rec.boxes[b].second.empty() && !fs::is_regular_file(folder / rec.boxes[b].second, ec)) return e;
+      if (!rec.label_files[b].empty() && !fs::is_regular_file(folder / rec.label_files[b], ec)) return e;
     }
     CropSummary s = parse_crop_summary(record_path, text);
     s.status = "skipped";
-    return s;
+    e.done = s;
   } catch (const Error&) {
-    return std::nullopt;  // unreadable record: redo the case (its files are checked for overwriting)
+    // unreadable record: redo the case (existing files are still never overwritten without --overwrite)
   }
+  return e;
 }
 
 // Files written for the case being processed; removed again when the case fails or is stopped.
@@ -583,12 +608,21 @@ CropRun run_crop(const CropRequest& request) {
     // 2. resume: regions whose record and files exist are skipped (unless --overwrite)
     std::vector<CropSummary> case_rows;
     std::vector<std::size_t> pending;
+    std::string stale;  // records of this case made with other options
     for (std::size_t r = 0; r < regions.size(); ++r) {
-      std::optional<CropSummary> done = request.overwrite ? std::nullopt : finished_before(layout.record_path(c, regions[r]));
-      if (done)
-        case_rows.push_back(*done);
-      else
+      EarlierRun before;
+      if (!request.overwrite) {
+        CropOptions options = request.crop;
+        if (!options.margin_mm) options.margin_mm = regions[r].margin_mm;
+        before = earlier_run(layout.record_path(c, regions[r]), options);
+      }
+      if (before.done) {
+        case_rows.push_back(*before.done);
+      } else {
         pending.push_back(r);
+        if (!before.other_options.empty())
+          stale += (stale.empty() ? "" : "; ") + layout.record_path(c, regions[r]) + " (" + before.other_options + ")";
+      }
     }
     if (pending.empty()) {
       log_info(tag + ": done by an earlier run, skipped (--overwrite redoes it)");
@@ -608,6 +642,10 @@ CropRun run_crop(const CropRequest& request) {
         throw Error(ErrorCode::UnreadableInput, "no segmentation for case " + c.id + " in " + *request.seg_dir +
                                                     " (looked for " + c.id + ".nii.gz, " + image_stem(c.images.front()) +
                                                     ".nii.gz or other image extensions, or a folder " + c.id + "/)");
+      if (!stale.empty())
+        throw Error(ErrorCode::OutputNotWritable, "an earlier run cropped case " + c.id + " with other options: " + stale +
+                                                      "; its files are kept: rerun with --overwrite to redo it, or use "
+                                                      "another output folder");
       check_stop();
       std::vector<CropSummary> rows = crop_case(pipeline, c, regions, pending, request, layout, files,
                                                 [&](const std::string& step) { report(c.id + ": " + step); });

@@ -362,6 +362,12 @@ ParsedCropRecord parse_crop_record(const std::string& path, const std::string& t
     const json& o = j.at("options");
     if (o.contains("pad_value") && !o.at("pad_value").is_null()) p.pad_value = o.at("pad_value").get<float>();
     p.resampled = o.contains("target_spacing_mm") && !o.at("target_spacing_mm").is_null();
+    p.region = j.at("region").at("name").get<std::string>();
+    if (o.contains("margin_mm") && !o.at("margin_mm").is_null()) p.options.margin_mm = o.at("margin_mm").get<double>();
+    p.options.pad = o.value("pad", false);
+    p.options.pad_value = p.pad_value;
+    if (p.resampled) p.options.target_spacing_mm = read_vec(o.at("target_spacing_mm"));
+    p.options.z_only = o.value("z_only", false);
     return p;
   } catch (const json::exception& e) {
     throw Error(ErrorCode::UnreadableInput, "crop record " + path + " is malformed: " + e.what());

@@ -112,6 +112,8 @@ struct ParsedCropRecord {
   std::vector<std::string> label_files;                 // per box, the label map's crop ("" when none)
   std::optional<float> pad_value;                       // value the crops were padded with
   bool resampled = false;                               // crops were written with --target-spacing
+  std::string region;
+  CropOptions options;                                  // as used (margin: the effective one)
 };
 // `text` is the record's contents; `path` names it in errors.
 ParsedCropRecord parse_crop_record(const std::string& path, const std::string& text);

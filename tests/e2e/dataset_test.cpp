@@ -272,6 +272,13 @@ TEST_F(DatasetMode, RerunSkipsDoneCasesOverwriteRedoesThemExistingFilesAreKept) 
   EXPECT_EQ(rows.at("case_001")["status"], "ok");
   EXPECT_EQ(rows.at("case_002")["status"], "ok");
   EXPECT_TRUE(fs::exists(out + "/records/case_002_liver.json"));
+
+  // Other crop options are not taken for "done": the cases fail, naming the difference, and nothing is replaced.
+  const auto redone = fs::last_write_time(crop2);
+  EXPECT_EQ(run_command(crop_command(d, out, "--margin 25"), &log), 9) << log;
+  EXPECT_NE(log.find("other options"), std::string::npos) << log;
+  EXPECT_NE(log.find("margin"), std::string::npos) << log;
+  EXPECT_EQ(fs::last_write_time(crop2), redone);
 }
 
 TEST_F(DatasetMode, ShardsSplitTheCasesAndAnUnreadableCaseDoesNotStopTheBatch) {
