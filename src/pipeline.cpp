@@ -358,7 +358,7 @@ std::vector<CropSummary> crop_case(Pipeline& pipeline, const DatasetCase& c, con
   for (const std::string& w : scan.info.warnings) log_warn(input + ": " + w);
   check_stop();
   // 2. segment (network or given labels) and fit
-  step(c.seg ? "fitting" : "segmenting");
+  step(c.seg ? "reading its segmentation" : "segmenting");
   const Segmentation seg = c.seg ? pipeline.segmentation_from_labels(*c.seg) : pipeline.segment(scan);
   check_stop();
   step("fitting");
