@@ -274,7 +274,7 @@ struct CaseLayout {
 // What an earlier run left for a case and region.
 struct EarlierRun {
   std::optional<CropSummary> done;  // record with a summary, every file it names exists, same options
-  std::string other_options;        // the record was made with other crop options: what differs
+  std::string other_options;        // the record was made from another input or with other options: what differs
 };
 
 // How the options of an earlier record differ from `now` ("" when they agree).
@@ -292,14 +292,14 @@ std::string options_differ(const CropOptions& before, const CropOptions& now) {
   return d;
 }
 
-EarlierRun earlier_run(const std::string& record_path, const CropOptions& options) {
+EarlierRun earlier_run(const std::string& record_path, const std::string& input, const CropOptions& options) {
   EarlierRun e;
   std::error_code ec;
   if (!fs::is_regular_file(record_path, ec)) return e;
   try {
     const std::string text = read_text_file(record_path);
     const ParsedCropRecord rec = parse_crop_record(record_path, text);
-    e.other_options = options_differ(rec.options, options);
+    e.other_options = rec.input != input ? "input " + rec.input + ", now " + input : options_differ(rec.options, options);
     if (!e.other_options.empty()) return e;
     const fs::path folder = fs::path(record_path).parent_path();
     for (std::size_t b = 0; b < rec.boxes.size(); ++b) {
@@ -608,13 +608,13 @@ CropRun run_crop(const CropRequest& request) {
     // 2. resume: regions whose record and files exist are skipped (unless --overwrite)
     std::vector<CropSummary> case_rows;
     std::vector<std::size_t> pending;
-    std::string stale;  // records of this case made with other options
+    std::string stale;  // records of this case made from another input or with other options
     for (std::size_t r = 0; r < regions.size(); ++r) {
       EarlierRun before;
       if (!request.overwrite) {
         CropOptions options = request.crop;
         if (!options.margin_mm) options.margin_mm = regions[r].margin_mm;
-        before = earlier_run(layout.record_path(c, regions[r]), options);
+        before = earlier_run(layout.record_path(c, regions[r]), c.images.front(), options);
       }
       if (before.done) {
         case_rows.push_back(*before.done);
@@ -643,7 +643,7 @@ CropRun run_crop(const CropRequest& request) {
                                                     " (looked for " + c.id + ".nii.gz, " + image_stem(c.images.front()) +
                                                     ".nii.gz or other image extensions, or a folder " + c.id + "/)");
       if (!stale.empty())
-        throw Error(ErrorCode::OutputNotWritable, "an earlier run cropped case " + c.id + " with other options: " + stale +
+        throw Error(ErrorCode::OutputNotWritable, "an earlier run wrote case " + c.id + " from another input or with other options: " + stale +
                                                       "; its files are kept: rerun with --overwrite to redo it, or use "
                                                       "another output folder");
       check_stop();
