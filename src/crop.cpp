@@ -1,7 +1,10 @@
 // ctarr — map atlas boxes into a scan and crop its original voxels.
 #include "ctarr/crop.hpp"
 
+#include "ctarr/error.hpp"
 #include "ctarr/preprocess.hpp"
+
+#include "parallel.hpp"
 
 #include <algorithm>
 #include <cmath>
@@ -126,6 +129,74 @@ Image<T> crop_image(const Image<T>& scan, const MappedBox& box, const CropOption
   } else {
     return resample_nearest(out, target, pad_value);  // label maps: nearest neighbour
   }
+}
+
+Image<float> crop_labels(const Image<float>& labels, const MappedBox& box, const CropOptions& options, float pad_value) {
+  Image<float> out = copy_range(labels, options.pad ? box.requested : box.clipped, pad_value);
+  if (!options.target_spacing_mm) return out;
+  return resample_nearest(out, respaced(out.grid, *options.target_spacing_mm), pad_value);
+}
+
+void uncrop_into(const Image<float>& crop, const IndexBox& written, UncropInterpolation interpolation,
+                 Image<float>& canvas) {
+  const Grid<Scanner>& cg = crop.grid;
+  if ((cg.direction - canvas.grid.direction).cwiseAbs().maxCoeff() > 1e-4)
+    throw Error(ErrorCode::UnsupportedGeometry,
+                "the crop's direction differs from the record's input grid: it is not a crop of that scan");
+  const Grid<Scanner> sub = subgrid(canvas.grid, written);
+  const double tol = 1e-3 * canvas.grid.spacing.minCoeff();
+  const bool same_grid = cg.size == sub.size && (cg.origin - sub.origin).norm() < tol &&
+                         (cg.spacing - sub.spacing).cwiseAbs().maxCoeff() < 1e-6;
+  if (same_grid) {
+    paste_image(crop, written, canvas);
+    return;
+  }
+  // canvas index -> crop continuous index: c = m * idx + b
+  const Eigen::Matrix3d m = cg.spacing.cwiseInverse().asDiagonal() * cg.direction.transpose() *
+                            canvas.grid.direction * canvas.grid.spacing.asDiagonal();
+  const Eigen::Vector3d b =
+      cg.spacing.cwiseInverse().asDiagonal() * cg.direction.transpose() * (canvas.grid.origin - cg.origin);
+  IndexBox range;
+  for (int a = 0; a < 3; ++a) {
+    range.start[a] = std::max<std::int64_t>(written.start[a], 0);
+    range.end[a] = std::min<std::int64_t>(written.end[a], canvas.grid.size[a]);
+  }
+  if (range.empty()) return;
+  const Index3 n = cg.size;
+  parallel_for(range.end[2] - range.start[2], [&](std::int64_t dk) {
+    const std::int64_t k = range.start[2] + dk;
+    for (std::int64_t j = range.start[1]; j < range.end[1]; ++j)
+      for (std::int64_t i = range.start[0]; i < range.end[0]; ++i) {
+        Eigen::Vector3d c = m * Eigen::Vector3d(static_cast<double>(i), static_cast<double>(j), static_cast<double>(k)) + b;
+        for (int a = 0; a < 3; ++a) c[a] = std::clamp(c[a], 0.0, static_cast<double>(n[a] - 1));
+        float value;
+        if (interpolation == UncropInterpolation::Nearest) {
+          Index3 s;
+          for (int a = 0; a < 3; ++a) s[a] = static_cast<std::int64_t>(std::floor(c[a] + 0.5));
+          value = crop.at(s);
+        } else {
+          Index3 lo;
+          double w[3];
+          for (int a = 0; a < 3; ++a) {
+            lo[a] = std::min<std::int64_t>(static_cast<std::int64_t>(std::floor(c[a])), std::max<std::int64_t>(n[a] - 2, 0));
+            w[a] = n[a] > 1 ? c[a] - static_cast<double>(lo[a]) : 0.0;
+          }
+          double acc = 0.0;
+          for (int corner = 0; corner < 8; ++corner) {
+            Index3 s;
+            double weight = 1.0;
+            for (int a = 0; a < 3; ++a) {
+              const bool up = (corner >> a) & 1;
+              s[a] = std::min<std::int64_t>(lo[a] + (up ? 1 : 0), n[a] - 1);
+              weight *= up ? w[a] : 1.0 - w[a];
+            }
+            if (weight != 0.0) acc += weight * static_cast<double>(crop.at(s));
+          }
+          value = static_cast<float>(acc);
+        }
+        canvas.at(Index3{{i, j, k}}) = value;
+      }
+  });
 }
 
 #define CTARR_INSTANTIATE(T)                                                                      \

@@ -11,6 +11,9 @@ const char* to_string(ErrorCode code) noexcept {
     case ErrorCode::FitFailed: return "fit failed";
     case ErrorCode::OutputNotWritable: return "output not writable";
     case ErrorCode::NoOverlap: return "region misses the scan";
+    case ErrorCode::SomeCasesFailed: return "some cases failed";
+    case ErrorCode::Interrupted: return "interrupted";
+    case ErrorCode::Terminated: return "terminated";
     case ErrorCode::Internal: return "internal error";
   }
   return "unknown";

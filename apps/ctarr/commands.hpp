@@ -10,6 +10,7 @@ namespace ctarr::cli {
 void register_commands(CLI::App& app, int& exit_code);
 
 void register_crop(CLI::App& app, int& exit_code);
+void register_uncrop(CLI::App& app);
 void register_segment(CLI::App& app);
 void register_regions(CLI::App& app);
 void register_build_atlas(CLI::App& app);

@@ -10,8 +10,11 @@
 #include <spdlog/sinks/stdout_color_sinks.h>
 #include <spdlog/spdlog.h>
 
+#include <cstdio>
 #include <cstdlib>
 #include <string>
+
+#include <unistd.h>
 
 namespace {
 
@@ -20,13 +23,16 @@ void setup_logging(int verbosity) {
   logger->set_pattern("%^[%l]%$ %v");
   spdlog::set_default_logger(logger);
   spdlog::set_level(verbosity < 0 ? spdlog::level::warn : verbosity > 0 ? spdlog::level::debug : spdlog::level::info);
-  ctarr::set_log_sink([](ctarr::LogLevel level, const std::string& message) {
-    switch (level) {
-      case ctarr::LogLevel::Debug: spdlog::debug("{}", message); break;
-      case ctarr::LogLevel::Info: spdlog::info("{}", message); break;
-      case ctarr::LogLevel::Warn: spdlog::warn("{}", message); break;
-      case ctarr::LogLevel::Error: spdlog::error("{}", message); break;
-    }
+  // On a terminal a progress bar may hold the last line: clear it before each message.
+  const bool tty = ::isatty(STDERR_FILENO) != 0;
+  ctarr::set_log_sink([tty](ctarr::LogLevel level, const std::string& message) {
+    const spdlog::level::level_enum l = level == ctarr::LogLevel::Debug  ? spdlog::level::debug
+                                        : level == ctarr::LogLevel::Info ? spdlog::level::info
+                                        : level == ctarr::LogLevel::Warn ? spdlog::level::warn
+                                                                         : spdlog::level::err;
+    if (!spdlog::default_logger()->should_log(l)) return;
+    if (tty) std::fputs("\r\033[K", stderr);
+    spdlog::log(l, "{}", message);
   });
 }
 
@@ -36,7 +42,8 @@ int main(int argc, char** argv) {
   CLI::App app{"ctarr " + std::string(ctarr::kVersion) +
                ": find and crop anatomical regions in CT scans (CTARR, Buddenkotte et al., MELBA 2024).\n"
                "Exit codes: 0 ok, 2 usage, 3 unreadable input, 4 unsupported geometry, 5 model failure,\n"
-               "6 fit failed, 7 output not writable, 8 a region missed the scan, 70 internal error."};
+               "6 fit failed, 7 output not writable, 8 a region missed the scan, 9 some cases of a batch failed,\n"
+               "70 internal error, 130/143 stopped by SIGINT/SIGTERM (a rerun resumes)."};
   app.set_version_flag("--version", std::string("ctarr ") + ctarr::kVersion);
   app.require_subcommand(1);
   int verbose = 0, quiet = 0;

@@ -44,4 +44,20 @@ Image<T> crop_image(const Image<T>& scan, const MappedBox& box, const CropOption
 template <class T>
 void paste_image(const Image<T>& crop, const IndexBox& range, Image<T>& canvas);
 
+// Crops a label map: like crop_image (original voxels, pad with `pad_value`), but a target spacing resamples with
+// nearest neighbour, so every value stays a label.
+Image<float> crop_labels(const Image<float>& labels, const MappedBox& box, const CropOptions& options, float pad_value = 0.0f);
+
+// How a resampled crop goes back onto its input grid.
+enum class UncropInterpolation { Nearest, Linear };
+
+// Inverse of crop_image / crop_labels: writes the crop into the voxels `written` (its index range in canvas.grid,
+// the record's index_box_written) of `canvas`, leaving the others alone. A crop on exactly that sub-grid (no
+// --target-spacing) is copied voxel for voxel, so crop followed by uncrop gives back the input exactly inside the
+// box. A resampled crop is sampled at each canvas voxel centre inside `written` (nearest neighbour: labels; linear:
+// images); centres beyond the crop's outermost voxel centres take the nearest edge value. Throws
+// UnsupportedGeometry when the crop's direction differs from the canvas's (not a crop of that grid).
+void uncrop_into(const Image<float>& crop, const IndexBox& written, UncropInterpolation interpolation,
+                 Image<float>& canvas);
+
 }  // namespace ctarr

@@ -15,6 +15,9 @@ enum class ErrorCode : int {
   FitFailed = 6,            // too little anatomy to register, or the fit diverged
   OutputNotWritable = 7,    // output folder missing/not writable, disk full
   NoOverlap = 8,            // a region's boxes miss the scan entirely: nothing written for it
+  SomeCasesFailed = 9,      // a batch of several cases finished, but some failed (see its summary)
+  Interrupted = 130,        // SIGINT (128 + 2): the batch stopped between cases; a rerun resumes
+  Terminated = 143,         // SIGTERM (128 + 15): as Interrupted
   Internal = 70,            // a bug: please report
 };
 

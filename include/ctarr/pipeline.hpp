@@ -2,10 +2,13 @@
 #pragma once
 
 #include "ctarr/atlas.hpp"
+#include "ctarr/batch.hpp"
 #include "ctarr/crop.hpp"
+#include "ctarr/dataset.hpp"
 #include "ctarr/io.hpp"
 #include "ctarr/network.hpp"
 #include "ctarr/preprocess.hpp"
+#include "ctarr/record.hpp"
 #include "ctarr/refine.hpp"
 
 #include <functional>
@@ -23,6 +26,9 @@ std::string default_data_dir();
 // Below this fit Dice, Pipeline::fit throws FitFailed instead of returning a transform (the synthetic and real
 // --seg fits in the tests reach 0.67-0.76; a model that sees nothing gives < 0.01).
 constexpr double kMinFitDice = 0.1;
+// Below this fit Dice the crop is written with a "low_fit_dice" warning: check it (the fits of complete torsos in
+// the tests reach 0.67-0.76).
+constexpr double kLowFitDice = 0.5;
 
 struct PipelineOptions {
   std::string model_path;   // empty: <data>/models/ctarr-unet.safetensors
@@ -45,6 +51,7 @@ struct Fit {
   RefineResult refined;
   Affine<Scanner, Atlas> scanner_to_atlas;
   std::vector<std::string> warnings;
+  std::vector<std::string> warning_codes;  // warning_code values (record.hpp) of `warnings`, distinct
 };
 
 class Pipeline {
@@ -76,32 +83,62 @@ Image<std::uint8_t> hard_labels(const MultiChannelImage<Scanner>& probabilities_
 // ---- the crop command ---------------------------------------------------------------------------------------
 
 struct CropRequest {
-  std::vector<std::string> inputs;   // image files or DICOM folders
+  std::vector<std::string> inputs;           // image files or DICOM folders (one case each)
+  std::optional<std::string> dataset_dir;    // or: an MSD / nnU-Net dataset folder (imagesTr/, labelsTr/, imagesTs/)
   std::vector<std::string> regions;  // region names (regions_dir/<name>.json) or paths to region JSON files
   std::string out_dir = ".";
   std::string extension = ".nii.gz";  // crop format: .nii.gz, .nii, .nrrd or .mha
-  std::optional<std::string> seg;    // external segmentation (one input only)
+  std::optional<std::string> seg;     // external segmentation (one input only)
+  std::optional<std::string> seg_dir; // external segmentations, one per case (dataset.hpp: find_segmentation)
   CropOptions crop;
   PipelineOptions pipeline;
+  Shard shard;                        // this job's part of the sorted case list
+  bool overwrite = false;             // redo cases whose record and crops exist (default: skip them: resume)
+  bool stop_on_signals = false;       // SIGINT/SIGTERM stop the batch between steps (the CLI sets it)
+  ProgressCallback progress;          // called as cases start and finish (the CLI draws a bar on a terminal)
 };
 
-struct CropOutcome {
-  std::string input;
-  std::string region;
-  std::vector<std::string> files;  // crops written
-  std::string record_path;         // JSON record
-  bool missed = false;             // no box met the scan: nothing but the record written
-  std::vector<std::string> warnings;
+// What a crop run did. Plain inputs: OUT/<stem>_<region>[_k]<ext> + OUT/<stem>_<region>.json. Dataset mode:
+// ROOT/<images subset>/<case>[_k]<channel suffix><ext>, ROOT/<labels subset>/<case>[_k]<ext>, ROOT/dataset.json,
+// with ROOT = OUT for one region and OUT/<region> for several, and records in OUT/records/<case>_<region>.json.
+struct CropRun {
+  std::vector<CropSummary> rows;    // one per case and region, in case order (cases after a stop are absent)
+  std::string summary_json;         // OUT/summary.json (summary_shard-I-of-N.json with --shard N > 1); "" if none
+  std::string summary_csv;          // likewise .csv; none for a single plain input
+  int stop_signal = 0;              // SIGINT/SIGTERM that stopped the run, or 0
+  // 0: every region of every case cropped (or skipped as done); NoOverlap (8): some region missed its scan;
+  // a case failed: that case's ErrorCode when the run had one case, SomeCasesFailed (9) otherwise;
+  // Interrupted (130) / Terminated (143) after a stop request.
+  int exit_code = 0;
 };
 
-// Crops every region out of every input. Progress and warnings go through log.hpp. Throws on the first error
-// that stops an input (unreadable input, fit failure, unwritable output).
-std::vector<CropOutcome> run_crop(const CropRequest& request);
+// Crops every region out of every case: model, atlas and regions are loaded once. A failing case (unreadable,
+// fit failed, existing output without `overwrite`, ...) is reported in its rows and the batch goes on; nothing
+// of a failed or stopped case stays on disk. Throws (before any case) for bad requests, unknown regions or an
+// unwritable output folder, and ModelFailure (after writing the summary) when the model cannot be loaded.
+CropRun run_crop(const CropRequest& request);
 
-// One input, already read and fitted: writes crops + record for each region.
-std::vector<CropOutcome> crop_regions(const Scan& scan, const Fit& fit, const std::vector<Region>& regions,
-                                      const CropRequest& request, const std::string& model_id,
-                                      const std::string& atlas_id, const std::string& segmentation_source);
+// ---- the uncrop command -------------------------------------------------------------------------------------
+
+struct UncropRequest {
+  std::string record;               // crop record (JSON) written by crop
+  std::vector<std::string> crops;   // one per written box, in the record's order; empty: the record's own crops
+                                    // (its label crops when `labels` is true and it has them)
+  std::string output;               // image file on the record's input grid
+  std::optional<bool> labels;       // true: nearest neighbour, fill 0; false: linear, fill the pad value (scan
+                                    // minimum); unset: labels when the crops are the record's label crops or an
+                                    // integer type other than the input's
+  std::optional<float> fill;        // value outside the boxes
+};
+
+struct UncropResult {
+  std::string output;
+  std::vector<std::string> crops;
+  bool labels = false;
+  float fill = 0.0f;
+};
+
+UncropResult run_uncrop(const UncropRequest& request);
 
 // ---- the segment command ------------------------------------------------------------------------------------
 

@@ -2,6 +2,7 @@
 #pragma once
 
 #include "ctarr/crop.hpp"
+#include "ctarr/dataset.hpp"
 #include "ctarr/io.hpp"
 #include "ctarr/landmarks.hpp"
 #include "ctarr/preprocess.hpp"
@@ -15,12 +16,28 @@ namespace ctarr {
 
 struct CropRecordBox {
   MappedBox box;
-  std::string file;             // crop written for this box ("" when it missed the scan)
+  std::string file;             // crop written for this box ("" when it missed the scan), relative to the record
   Grid<Scanner> output_grid;    // geometry of the written crop
+  std::vector<std::string> channel_files;  // dataset mode: every channel's crop (file is the first), relative
+  std::string label_file;                  // dataset mode: the label map's crop, relative to the record
 };
 
+// Kinds of warning a user can act on ("warning_codes" in records and summaries).
+namespace warning_code {
+inline constexpr const char* kInput = "input";                    // read-time notes (tilt resampled, missing slice)
+inline constexpr const char* kHeaderOrientation = "header_orientation";  // content rotated/flipped vs its header
+inline constexpr const char* kFewAnatomies = "few_anatomies";     // orientation not searched: translation only
+inline constexpr const char* kLowFitDice = "low_fit_dice";        // fit Dice < kLowFitDice
+inline constexpr const char* kBoxClipped = "box_clipped";         // a box was clipped at the scan border
+inline constexpr const char* kBoxMostlyOutside = "box_mostly_outside";  // fraction inside the scan < 0.5
+inline constexpr const char* kRegionMissed = "region_missed_scan";  // no box met the scan
+inline constexpr const char* kLabelTouchesFace = "label_touches_box_face";  // dataset mode: a label is cut by a box
+}  // namespace warning_code
+
 struct CropRecord {
+  std::string case_id;        // batch case ("" for a single crop: the input's stem)
   std::string input;
+  std::vector<std::string> channel_inputs;  // dataset mode: every channel cropped with these boxes
   ScanInfo scan_info;
   Grid<Scanner> input_grid;
   Reorientation reorientation;
@@ -34,15 +51,69 @@ struct CropRecord {
   std::string model_id;
   std::string atlas_id;
   std::vector<std::string> warnings;
+  std::vector<std::string> warning_codes;  // distinct warning_code values, in order of first appearance
+  std::string label_input;                 // dataset mode: the case's label map ("" when none)
+  std::vector<LabelKept> labels;           // dataset mode: per label value, kept by the written boxes
 };
 
 std::string crop_record_json(const CropRecord& record);
+
+// ---- summaries ----------------------------------------------------------------------------------------------
+
+// One row of a batch summary (summary.csv / summary.json): a case and region. Rows of cases done by an earlier run
+// are read back from their records (parse_crop_summary).
+struct CropSummary {
+  std::string case_id;
+  std::string region;
+  std::string input;
+  std::string status = "ok";   // "ok", "skipped" (done by an earlier run), "failed"
+  std::string error;           // failed: the message
+  int error_code = 0;          // failed: the ErrorCode (exit code) of the failure
+  std::string record;          // record path ("" when failed before it was written)
+  double fit_dice = 0.0;
+  std::string orientation;     // orientation found by the search ("identity": the header was right)
+  bool orientation_searched = false;
+  struct Box {
+    IndexBox written;          // [start, end) in the input grid (may extend outside when padded)
+    ctarr::Box<Atlas> atlas_box;  // with margin, atlas mm
+    double fraction_inside = 0.0;
+    std::string file;          // "" when the box missed the scan
+  };
+  std::vector<Box> boxes;
+  std::int64_t input_voxels = 0;
+  std::int64_t crop_voxels = 0;  // voxels of the written crops (their own grids)
+  double voxel_reduction() const {
+    return input_voxels ? static_cast<double>(crop_voxels) / static_cast<double>(input_voxels) : 0.0;
+  }
+  std::vector<LabelKept> labels;  // dataset mode with labels
+  std::vector<std::string> warnings;
+  std::vector<std::string> warning_codes;
+};
+
+// The summary row of a record as written (status "ok").
+CropSummary crop_summary(const CropRecord& record, const std::string& record_path);
+// The summary row stored in a record's JSON, read back (status "ok"; the caller sets "skipped").
+CropSummary parse_crop_summary(const std::string& path, const std::string& text);
+
+// summary.json: {"cases": [...], "counts": {...}}; summary.csv: one line per case and region (label columns
+// "kept_<value>" and "lost_faces_<value>" for every label value met in any row).
+std::string summary_json(const std::vector<CropSummary>& rows);
+std::string summary_csv(const std::vector<CropSummary>& rows);
+// One JSON object per row, as `ctarr crop --json` prints them: the record (when one exists) plus "status", "case",
+// "summary"; failed rows: case, region, input, status, error, error_code.
+std::string records_json_array(const std::vector<CropSummary>& rows);
 
 // What uncrop needs back from a record: the input grid and, per box, the index range and file.
 struct ParsedCropRecord {
   std::string input;
   Grid<Scanner> input_grid;
+  std::string stored_type;  // the input's voxel type ("int16", ...)
   std::vector<std::pair<IndexBox, std::string>> boxes;  // range actually written ([start, end) in the input grid)
+  std::vector<std::string> label_files;                 // per box, the label map's crop ("" when none)
+  std::optional<float> pad_value;                       // value the crops were padded with
+  bool resampled = false;                               // crops were written with --target-spacing
+  std::string region;
+  CropOptions options;                                  // as used (margin: the effective one)
 };
 // `text` is the record's contents; `path` names it in errors.
 ParsedCropRecord parse_crop_record(const std::string& path, const std::string& text);

@@ -154,5 +154,114 @@ TEST(Uncrop, PasteRestoresTheOriginalInsideTheBox) {
       }
 }
 
+// ---- uncrop_into: the inverse of crop_image / crop_labels --------------------------------------------------------
+
+bool in_range(const Index3& idx, const IndexBox& b) {
+  for (int a = 0; a < 3; ++a)
+    if (idx[a] < b.start[a] || idx[a] >= b.end[a]) return false;
+  return true;
+}
+
+// Every voxel of `back` equals `original` inside `inside` and `fill` elsewhere; with `skip_edge`, the outermost
+// voxel layer of `inside` is not compared.
+void expect_round_trip(const Image<float>& back, const Image<float>& original, const IndexBox& inside, float fill,
+                       float tolerance = 0.0f, bool skip_edge = false) {
+  IndexBox core = inside;
+  if (skip_edge)
+    for (int a = 0; a < 3; ++a) {
+      ++core.start[a];
+      --core.end[a];
+    }
+  int compared = 0;
+  for (std::int64_t k = 0; k < original.grid.size[2]; ++k)
+    for (std::int64_t j = 0; j < original.grid.size[1]; ++j)
+      for (std::int64_t i = 0; i < original.grid.size[0]; ++i) {
+        const Index3 idx{{i, j, k}};
+        if (in_range(idx, inside)) {
+          if (!in_range(idx, core)) continue;
+          ++compared;
+          ASSERT_NEAR(back.at(idx), original.at(idx), tolerance) << idx;
+        } else {
+          ASSERT_EQ(back.at(idx), fill) << idx;
+        }
+      }
+  EXPECT_GT(compared, 8);
+}
+
+TEST(Uncrop, PaddedCropOnAnObliqueGridComesBackExactly) {
+  const Image<float> scan = index_ramp({11, 9, 8}, oblique_direction(27.0));
+  const Point<Scanner> c = scan.grid.centre();
+  CropOptions o = no_margin();
+  o.pad = true;
+  // Leaves the scan on one side: the written range (requested) extends outside the grid.
+  const MappedBox m = map_box(box(c.mm - Eigen::Vector3d(4, 4, 4), c.mm + Eigen::Vector3d(40, 4, 4)),
+                              Affine<Atlas, Scanner>::identity(), scan.grid, o);
+  ASSERT_TRUE(m.was_clipped);
+  const Image<float> crop = crop_image(scan, m, o, -5.0f);
+  Image<float> back(scan.grid, -1.0f);
+  uncrop_into(crop, m.requested, UncropInterpolation::Linear, back);
+  expect_round_trip(back, scan, m.clipped, -1.0f);
+}
+
+TEST(Uncrop, ClippedLabelCropComesBackExactlyWithFillElsewhere) {
+  Image<float> labels = index_ramp({10, 12, 9}, Eigen::Matrix3d::Identity());
+  for (std::size_t n = 0; n < labels.voxels.size(); ++n) labels.voxels[n] = static_cast<float>((n * 7) % 5);
+  const Point<Scanner> c = labels.grid.centre();
+  const MappedBox m = map_box(box(c.mm - Eigen::Vector3d(2, 3, 5), c.mm + Eigen::Vector3d(3, 2, 4)),
+                              Affine<Atlas, Scanner>::identity(), labels.grid, no_margin());
+  const Image<float> crop = crop_labels(labels, m, no_margin());
+  Image<float> back(labels.grid, 0.0f);
+  uncrop_into(crop, m.clipped, UncropInterpolation::Nearest, back);
+  // fill 0 is also a label value here: compare inside exactly, and outside against 0.
+  expect_round_trip(back, labels, m.clipped, 0.0f);
+}
+
+TEST(Uncrop, UpsampledLabelCropGoesBackExactlyWithNearestNeighbour) {
+  // Spacing 0.8/1.1/2.5 mm resampled to half of it: each fine voxel is nearest to one original voxel, and each
+  // original centre lies halfway between two fine voxels that both hold its label.
+  Image<float> labels = index_ramp({12, 10, 8}, oblique_direction(12.0));
+  for (std::size_t n = 0; n < labels.voxels.size(); ++n) labels.voxels[n] = static_cast<float>((n * 13) % 4);
+  const Point<Scanner> c = labels.grid.centre();
+  CropOptions o = no_margin();
+  const MappedBox m = map_box(box(c.mm - Eigen::Vector3d(3, 3, 3), c.mm + Eigen::Vector3d(3, 3, 3)),
+                              Affine<Atlas, Scanner>::identity(), labels.grid, o);
+  o.target_spacing_mm = Eigen::Vector3d(0.4, 0.55, 1.25);
+  const Image<float> crop = crop_labels(labels, m, o);
+  ASSERT_NE(crop.grid.size, subgrid(labels.grid, m.clipped).size);
+  Image<float> back(labels.grid, -3.0f);
+  uncrop_into(crop, m.clipped, UncropInterpolation::Nearest, back);
+  expect_round_trip(back, labels, m.clipped, -3.0f);
+}
+
+TEST(Uncrop, ResampledImageOfALinearRampGoesBackLinearly) {
+  // A linear function survives linear interpolation both ways (upsampling: no anti-alias blur), except in the
+  // outermost voxel layer, where the crop's resampling held the edge value beyond the outer voxel centres.
+  Image<float> scan = index_ramp({14, 12, 9}, oblique_direction(40.0));
+  for (std::int64_t k = 0; k < scan.grid.size[2]; ++k)
+    for (std::int64_t j = 0; j < scan.grid.size[1]; ++j)
+      for (std::int64_t i = 0; i < scan.grid.size[0]; ++i) {
+        const Eigen::Vector3d p = scan.grid.to_world(Index3{{i, j, k}}).mm;
+        scan.at(Index3{{i, j, k}}) = static_cast<float>(2.0 * p.x() - 1.5 * p.y() + 0.5 * p.z());
+      }
+  const Point<Scanner> c = scan.grid.centre();
+  CropOptions o = no_margin();
+  const MappedBox m = map_box(box(c.mm - Eigen::Vector3d(4, 4, 5), c.mm + Eigen::Vector3d(4, 4, 5)),
+                              Affine<Atlas, Scanner>::identity(), scan.grid, o);
+  o.target_spacing_mm = Eigen::Vector3d(0.4, 0.5, 1.2);
+  const Image<float> crop = crop_image(scan, m, o, 0.0f);
+  Image<float> back(scan.grid, -1024.0f);
+  uncrop_into(crop, m.clipped, UncropInterpolation::Linear, back);
+  // Values are up to ~60 in magnitude: float rounding stays far below 1e-3.
+  expect_round_trip(back, scan, m.clipped, -1024.0f, 1e-3f, true);
+}
+
+TEST(Uncrop, RefusesACropWithAnotherDirection) {
+  const Image<float> scan = index_ramp({6, 6, 6}, Eigen::Matrix3d::Identity());
+  const Image<float> other = index_ramp({3, 3, 3}, oblique_direction(30.0));
+  Image<float> canvas(scan.grid, 0.0f);
+  EXPECT_THROW(uncrop_into(other, IndexBox{Index3{{0, 0, 0}}, Index3{{3, 3, 3}}}, UncropInterpolation::Nearest, canvas),
+               Error);
+}
+
 }  // namespace
 }  // namespace ctarr::test

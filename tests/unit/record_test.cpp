@@ -73,5 +73,67 @@ TEST(CropRecord, MalformedRecordNamesTheFile) {
   }
 }
 
+TEST(CropRecord, SummaryStoredInTheRecordReadsBackForResumedRuns) {
+  CropRecord r = sample_record();
+  r.case_id = "case_007";
+  r.label_input = "/data/labelsTr/case_007.nii.gz";
+  LabelKept l;
+  l.value = 3;
+  l.voxels = 10;
+  l.kept = 7;
+  l.lost_beyond[5] = 3;
+  r.labels = {l};
+  r.warning_codes = {"box_clipped"};
+  r.boxes[0].output_grid.size = Index3{{8, 8, 4}};
+  r.boxes[0].label_file = "../labelsTr/case_007.nii.gz";
+  const std::string text = crop_record_json(r);
+  const CropSummary s = parse_crop_summary("rec.json", text);
+  EXPECT_EQ(s.case_id, "case_007");
+  EXPECT_EQ(s.region, "liver");
+  EXPECT_DOUBLE_EQ(s.fit_dice, 0.83);
+  EXPECT_EQ(s.orientation, "rot90");
+  ASSERT_EQ(s.boxes.size(), 1u);
+  EXPECT_EQ(s.boxes[0].written.start, (Index3{{-2, 1, 0}}));  // padded: the requested range
+  EXPECT_EQ(s.crop_voxels, 256);
+  EXPECT_EQ(s.input_voxels, 10 * 9 * 8);
+  EXPECT_DOUBLE_EQ(s.voxel_reduction(), 256.0 / 720.0);
+  ASSERT_EQ(s.labels.size(), 1u);
+  EXPECT_EQ(s.labels[0].kept, 7);
+  EXPECT_EQ(s.labels[0].lost_beyond[5], 3);
+  EXPECT_EQ(s.warning_codes, std::vector<std::string>{"box_clipped"});
+  const ParsedCropRecord p = parse_crop_record("rec.json", text);
+  EXPECT_EQ(p.label_files, std::vector<std::string>{"../labelsTr/case_007.nii.gz"});
+  ASSERT_TRUE(p.pad_value.has_value());
+  EXPECT_EQ(*p.pad_value, -1024.0f);
+}
+
+TEST(CropRecord, SummaryCsvHasOneLinePerRowAndAColumnPairPerLabel) {
+  CropSummary ok;
+  ok.case_id = "a";
+  ok.region = "liver";
+  LabelKept l;
+  l.value = 2;
+  l.voxels = 4;
+  l.kept = 1;
+  l.lost_beyond[1] = 3;
+  ok.labels = {l};
+  ok.warnings = {"x, with a comma"};
+  CropSummary bad;
+  bad.case_id = "b";
+  bad.region = "liver";
+  bad.status = "failed";
+  bad.error = "b.nii.gz: unreadable";
+  const std::string csv = summary_csv({ok, bad});
+  EXPECT_NE(csv.find(",kept_2,lost_faces_2,"), std::string::npos) << csv;
+  EXPECT_NE(csv.find(",0.25,x+:3,"), std::string::npos) << csv;
+  EXPECT_NE(csv.find("\"x, with a comma\""), std::string::npos) << csv;
+  EXPECT_NE(csv.find("b,liver,failed"), std::string::npos) << csv;
+  EXPECT_EQ(std::count(csv.begin(), csv.end(), '\n'), 3);
+  const nlohmann::json j = nlohmann::json::parse(summary_json({ok, bad}));
+  EXPECT_EQ(j["counts"]["ok"], 1);
+  EXPECT_EQ(j["counts"]["failed"], 1);
+  EXPECT_EQ(j["cases"][1]["error"], "b.nii.gz: unreadable");
+}
+
 }  // namespace
 }  // namespace ctarr::test
