@@ -4,6 +4,7 @@
 #include "ctarr/classes.hpp"
 #include "ctarr/error.hpp"
 #include "ctarr/log.hpp"
+#include "ctarr/preview.hpp"
 #include "ctarr/record.hpp"
 
 #include <algorithm>
@@ -304,6 +305,7 @@ std::vector<CropOutcome> run_crop(const CropRequest& request) {
     const Segmentation seg = request.seg ? pipeline.segmentation_from_labels(*request.seg) : pipeline.segment(scan);
     const Fit fit = pipeline.fit(seg);
     for (const std::string& w : fit.warnings) log_warn(input + ": " + w);
+    if (request.preview) log_info("wrote " + write_crop_preview(scan, fit, regions, request, pipeline.atlas()));
     // 4. crop and record
     const std::string model = request.seg ? std::string("none (--seg)") : pipeline.model_id();
     auto outcomes = crop_regions(scan, fit, regions, request, model, pipeline.atlas().id, seg.source);

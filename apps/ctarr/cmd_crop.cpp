@@ -37,6 +37,9 @@ void register_crop(CLI::App& app, int& exit_code) {
   cmd->add_option("--pad", *pad, "Pad boxes that leave the scan to their full size with VALUE, or 'min'");
   cmd->add_option("--target-spacing", *spacing, "Resample crops to SX,SY,SZ mm (linear)");
   cmd->add_flag("--z-only", req->crop.z_only, "Crop along the superior-inferior axis only");
+  cmd->add_flag("--preview", req->preview,
+                "Also write <stem>_preview.png: coronal and sagittal projections with the atlas outline and the crop "
+                "boxes");
   cmd->add_option("--format", req->extension, "Crop file type: .nii.gz, .nii, .nrrd, .mha")->capture_default_str();
   add_pipeline_options(*cmd, req->pipeline);
   cmd->callback([req, pad, spacing, margin, &exit_code] {

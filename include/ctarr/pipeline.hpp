@@ -82,6 +82,7 @@ struct CropRequest {
   std::string out_dir = ".";
   std::string extension = ".nii.gz";  // crop format: .nii.gz, .nii, .nrrd or .mha
   std::optional<std::string> seg;    // external segmentation (one input only)
+  bool preview = false;              // also write OUT/<stem>_preview.png per input (preview.hpp)
   CropOptions crop;
   PipelineOptions pipeline;
 };
