@@ -20,8 +20,15 @@ namespace fs = std::filesystem;
 
 std::string default_data_dir() {
   if (const char* env = std::getenv("CTARR_DATA_DIR")) return env;
+  std::error_code ec;
+#ifdef CTARR_DATA_DIR_FROM_BINDIR
+  // an installed ctarr: <prefix>/share/ctarr beside <prefix>/bin/ctarr, wherever the prefix was moved
+  const fs::path exe = fs::read_symlink("/proc/self/exe", ec);
+  if (!ec && fs::is_directory(exe.parent_path() / CTARR_DATA_DIR_FROM_BINDIR / "atlas", ec))
+    return (exe.parent_path() / CTARR_DATA_DIR_FROM_BINDIR).lexically_normal().string();
+#endif
 #ifdef CTARR_INSTALL_DATA_DIR
-  if (fs::is_directory(fs::path(CTARR_INSTALL_DATA_DIR) / "atlas")) return CTARR_INSTALL_DATA_DIR;
+  if (fs::is_directory(fs::path(CTARR_INSTALL_DATA_DIR) / "atlas", ec)) return CTARR_INSTALL_DATA_DIR;
 #endif
   return CTARR_SOURCE_DATA_DIR;
 }

@@ -16,8 +16,9 @@
 
 namespace ctarr {
 
-// Folder holding models/, atlas/ and regions/: $CTARR_DATA_DIR if set, else the installed share folder, else the
-// source tree ctarr was built from.
+// Folder holding models/, atlas/ and regions/: $CTARR_DATA_DIR if set, else the installed share folder (found
+// beside the running executable, <prefix>/bin/../share/ctarr, then at the prefix configured at build time), else
+// the source tree ctarr was built from.
 std::string default_data_dir();
 
 // Below this fit Dice, Pipeline::fit throws FitFailed instead of returning a transform (the synthetic and real
