@@ -85,6 +85,7 @@ std::vector<LeaveOneOutCase> leave_one_out(const std::string& region_name, const
 struct RegionReportPaths {
   std::string png, json, markdown;
 };
+// REGION.json -> REGION_report.{png,json,md} in the same folder.
 RegionReportPaths region_report_paths(const std::string& region_file);
 
 // Writes the three report files (atomically, file by file). `loo` may be empty (a single case: no leave-one-out).

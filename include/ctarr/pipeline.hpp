@@ -113,6 +113,8 @@ struct SegmentRequest {
   std::string output;  // 19-class label map on the 3 mm canonical grid
   PipelineOptions pipeline;
 };
+// Reads, segments (network) and writes the hard 19-class labels on the 3 mm canonical grid (its own origin, spacing
+// and direction in the file, LPS mm).
 void run_segment(const SegmentRequest& request);
 
 }  // namespace ctarr

@@ -36,6 +36,8 @@ struct CropRecord {
   std::vector<std::string> warnings;
 };
 
+// The record as JSON: geometry in LPS mm, index boxes [start, end) in the input grid, transforms with their
+// frames (scanner -> atlas and back, 4x4, mm), fit, options, provenance, warnings.
 std::string crop_record_json(const CropRecord& record);
 
 // What uncrop needs back from a record: the input grid and, per box, the index range and file.
