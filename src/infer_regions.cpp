@@ -477,14 +477,16 @@ RegionReportPaths region_report_paths(const std::string& region_file) {
 }
 
 void write_region_report(const InferRegionsResult& result, const std::vector<LeaveOneOutCase>& loo,
-                         const RegionReportPaths& paths) {
+                         const RegionReportPaths& paths, const MultiChannelImage<Atlas>* atlas_masks) {
   const Region& region = result.region;
   // 1. picture
   std::ostringstream line;
   line.precision(3);
   line << region.name << ": " << result.cases.size() << " cases, threshold " << result.threshold << ", "
        << region.boxes.size() << (region.boxes.size() == 1 ? " box" : " boxes");
-  write_png(render_heatmap_preview(result.heatmap, region.boxes, {line.str(), "max projections of the heatmap"}).image,
+  write_png(render_heatmap_preview(result.heatmap, region.boxes, {line.str(), "max projections of the heatmap"}, 400,
+                                   atlas_masks)
+                .image,
             paths.png);
 
   // 2. numbers
@@ -807,7 +809,7 @@ InferRegionsResult run_infer_regions(const InferRegionRequest& req) {
     else
       log_warn("region " + req.name + ": a single case, no leave-one-out in the report");
     const RegionReportPaths paths = region_report_paths(req.output);
-    write_region_report(result, loo, paths);
+    write_region_report(result, loo, paths, &pipeline.atlas().masks);
     log_info("wrote " + paths.markdown + ", " + paths.json + ", " + paths.png);
   }
   return result;

@@ -418,8 +418,9 @@ void draw_box(RgbImage& img, const Layout& l, const Grid<Scanner>& grid, const E
 }
 
 // Per display pixel, the classes (bit c) whose mapped mean mask reaches 0.5 somewhere along the ray.
+// `only_on_black`: leave pixels that already show something (the heatmap) alone.
 void draw_atlas_outline(RgbImage& img, const Layout& l, const Grid<Scanner>& grid, const MultiChannelImage<Atlas>& atlas,
-                        const Affine<Scanner, Atlas>& scanner_to_atlas) {
+                        const Affine<Scanner, Atlas>& scanner_to_atlas, bool only_on_black = false, double dim = 1.0) {
   const std::size_t nv = static_cast<std::size_t>(atlas.grid.voxels());
   std::vector<std::uint32_t> bits(nv, 0);
   for (int c = 0; c < std::min(atlas.channels, 32); ++c) {
@@ -463,7 +464,11 @@ void draw_atlas_outline(RgbImage& img, const Layout& l, const Grid<Scanner>& gri
         if (!edge) continue;
         int c = 0;
         while (!((edge >> c) & 1u)) ++c;
-        img.set(left + static_cast<int>(x), l.top + static_cast<int>(m[2] - 1 - k), class_colour(c));
+        const int col = left + static_cast<int>(x), row = l.top + static_cast<int>(m[2] - 1 - k);
+        if (only_on_black && img.pixel(col, row) != Rgb{0, 0, 0}) continue;
+        Rgb colour = class_colour(c);
+        for (auto& ch : colour) ch = static_cast<std::uint8_t>(std::lround(ch * dim));
+        img.set(col, row, colour);
       }
   };
   outline(cor, m[0], l.coronal_left);
@@ -549,7 +554,8 @@ Preview<Scanner> render_scan_preview(const Image<float>& scan_hu, const PreviewO
 }
 
 Preview<Atlas> render_heatmap_preview(const Image<float, Atlas>& heatmap, const std::vector<Box<Atlas>>& boxes,
-                                      const std::vector<std::string>& text, int min_height) {
+                                      const std::vector<std::string>& text, int min_height,
+                                      const MultiChannelImage<Atlas>* atlas_masks) {
   validate_grid(heatmap.grid, "heatmap");
   // a whole zoom factor on the coarsest spacing, so the longest side reaches min_height pixels
   const double spacing = heatmap.grid.spacing.maxCoeff();
@@ -574,6 +580,8 @@ Preview<Atlas> render_heatmap_preview(const Image<float, Atlas>& heatmap, const 
     auto u8 = [](double x) { return static_cast<std::uint8_t>(std::lround(255.0 * std::clamp(x, 0.0, 1.0))); };
     return Rgb{u8(t), u8(t - 1.0), u8(t - 2.0)};
   });
+  if (atlas_masks)  // the heatmap's frame is the atlas's: identity map
+    draw_atlas_outline(out.image, l, d.grid, *atlas_masks, Affine<Scanner, Atlas>::identity(), true, 0.6);
   for (const Box<Atlas>& b : boxes) draw_box(out.image, l, d.grid, b.lower.mm, b.upper.mm, Rgb{0, 235, 255});
   draw_band(out.image, l, text, {});
   return out;

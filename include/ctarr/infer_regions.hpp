@@ -89,9 +89,10 @@ struct RegionReportPaths {
 RegionReportPaths region_report_paths(const std::string& region_file);
 
 // Writes the three report files (atomically, file by file). `loo` may be empty (a single case: no leave-one-out).
-// Throws OutputNotWritable naming the file.
+// `atlas_masks` (optional, on the heatmap's grid) are outlined in the picture for orientation. Throws
+// OutputNotWritable naming the file.
 void write_region_report(const InferRegionsResult& result, const std::vector<LeaveOneOutCase>& loo,
-                         const RegionReportPaths& paths);
+                         const RegionReportPaths& paths, const MultiChannelImage<Atlas>* atlas_masks = nullptr);
 
 // 1 where `labels` holds one of `values`, 0 elsewhere (same grid).
 Image<std::uint8_t> region_mask(const Image<std::uint16_t>& labels, const std::vector<int>& values);

@@ -88,10 +88,12 @@ Preview<Scanner> render_scan_preview(const Image<float>& scan_hu, const PreviewO
                                      const PreviewOptions& options = {});
 
 // Maximum projections of an atlas-space heatmap (values in [0, 1], colour map black-red-yellow-white), the
-// region's boxes (atlas mm) outlined, `text` in the corner. Pixels are the atlas spacing divided by a whole zoom
-// factor chosen so the longest side of the views is at least `min_height` pixels.
+// region's boxes (atlas mm) outlined, `text` in the corner; when `atlas_masks` is given (on the heatmap's frame),
+// their outlines (>= 0.5) are drawn dimmed where the heatmap is 0, for orientation. Pixels are the atlas spacing
+// divided by a whole zoom factor chosen so the longest side of the views is at least `min_height` pixels.
 Preview<Atlas> render_heatmap_preview(const Image<float, Atlas>& heatmap, const std::vector<Box<Atlas>>& boxes,
-                                      const std::vector<std::string>& text, int min_height = 400);
+                                      const std::vector<std::string>& text, int min_height = 400,
+                                      const MultiChannelImage<Atlas>* atlas_masks = nullptr);
 
 // File name of a scan's preview: "<stem>_preview.png".
 std::string preview_file_name(const std::string& input_path);
