@@ -317,7 +317,6 @@ void check_inputs(const std::string& region_name, const std::vector<RegionCase>&
     if (c.mask.voxels.size() != static_cast<std::size_t>(c.mask.grid.voxels()))
       throw Error(ErrorCode::Internal, "infer_regions: mask of case " + c.name + " does not match its grid");
   }
-
 }
 
 // The heatmap of `cases` (all but `left_out`, when set): sums of label fractions and coverage counts.
@@ -507,7 +506,8 @@ void write_region_report(const InferRegionsResult& result, const std::vector<Lea
   j["margin_mm"] = region.margin_mm;
   j["boxes"] = json::array();
   auto mm = [](const Eigen::Vector3d& v) { return json::array({v.x(), v.y(), v.z()}); };
-  for (const Box<Atlas>& b : region.boxes) j["boxes"].push_back({{"lower_mm", mm(b.lower.mm)}, {"upper_mm", mm(b.upper.mm)}});
+  for (const Box<Atlas>& b : region.boxes)
+    j["boxes"].push_back({{"lower_mm", mm(b.lower.mm)}, {"upper_mm", mm(b.upper.mm)}});
   j["fraction_kept_means"] =
       "fraction of a case's label voxels (centres mapped into the atlas by its fit) inside the boxes; in_sample: the "
       "boxes inferred from all cases; leave_one_out: the boxes inferred from the other cases";
@@ -517,7 +517,8 @@ void write_region_report(const InferRegionsResult& result, const std::vector<Lea
     const RegionCaseOutcome& o = result.cases[k];
     json c = {{"name", o.name},
               {"label_ml", o.label_ml},
-              {"in_sample", {{"fraction_kept", o.fraction_kept}, {"fraction_kept_with_margin", o.fraction_kept_with_margin}}}};
+              {"in_sample",
+               {{"fraction_kept", o.fraction_kept}, {"fraction_kept_with_margin", o.fraction_kept_with_margin}}}};
     in_tight.push_back(o.fraction_kept);
     in_margin.push_back(o.fraction_kept_with_margin);
     for (const LeaveOneOutCase& l : loo)
@@ -532,7 +533,8 @@ void write_region_report(const InferRegionsResult& result, const std::vector<Lea
       }
     j["cases"].push_back(c);
   }
-  j["summary"] = {{"in_sample", {{"fraction_kept", summary(in_tight)}, {"fraction_kept_with_margin", summary(in_margin)}}}};
+  j["summary"] = {
+      {"in_sample", {{"fraction_kept", summary(in_tight)}, {"fraction_kept_with_margin", summary(in_margin)}}}};
   if (!loo.empty())
     j["summary"]["leave_one_out"] = {{"fraction_kept", summary(out_tight)},
                                      {"fraction_kept_with_margin", summary(out_margin)}};
@@ -553,8 +555,8 @@ void write_region_report(const InferRegionsResult& result, const std::vector<Lea
      << "|---|---:|---:|---:|---:|---:|\n";
   for (std::size_t k = 0; k < result.cases.size(); ++k) {
     const RegionCaseOutcome& o = result.cases[k];
-    md << "| " << o.name << " | " << std::fixed << std::setprecision(1) << o.label_ml << " | " << fmt_pct(o.fraction_kept)
-       << " | " << fmt_pct(o.fraction_kept_with_margin) << " | ";
+    md << "| " << o.name << " | " << std::fixed << std::setprecision(1) << o.label_ml << " | "
+       << fmt_pct(o.fraction_kept) << " | " << fmt_pct(o.fraction_kept_with_margin) << " | ";
     const auto l = std::find_if(loo.begin(), loo.end(), [&](const LeaveOneOutCase& x) { return x.name == o.name; });
     if (l == loo.end())
       md << "- | - |\n";
@@ -564,7 +566,8 @@ void write_region_report(const InferRegionsResult& result, const std::vector<Lea
       md << fmt_pct(l->fraction_kept) << " | " << fmt_pct(l->fraction_kept_with_margin) << " |\n";
   }
   if (!out_margin.empty())
-    md << "\nLeave-one-out, lowest with the margin: " << fmt_pct(*std::min_element(out_margin.begin(), out_margin.end()))
+    md << "\nLeave-one-out, lowest with the margin: "
+       << fmt_pct(*std::min_element(out_margin.begin(), out_margin.end()))
        << "; median: " << fmt_pct(summary(out_margin)["median"].get<double>()) << ".\n";
   write_text_file(paths.markdown, md.str());
 }

@@ -24,17 +24,20 @@ namespace fs = std::filesystem;
 
 RgbImage::RgbImage(int w, int h, Rgb fill) : width(w), height(h) {
   rgb.resize(static_cast<std::size_t>(std::max(w, 0)) * static_cast<std::size_t>(std::max(h, 0)) * 3);
-  for (std::size_t n = 0; n < rgb.size(); n += 3) std::copy(fill.begin(), fill.end(), rgb.begin() + static_cast<std::ptrdiff_t>(n));
+  for (std::size_t n = 0; n < rgb.size(); n += 3)
+    std::copy(fill.begin(), fill.end(), rgb.begin() + static_cast<std::ptrdiff_t>(n));
 }
 
 Rgb RgbImage::pixel(int column, int row) const {
-  const std::size_t n = 3 * (static_cast<std::size_t>(row) * static_cast<std::size_t>(width) + static_cast<std::size_t>(column));
+  const std::size_t n =
+      3 * (static_cast<std::size_t>(row) * static_cast<std::size_t>(width) + static_cast<std::size_t>(column));
   return Rgb{rgb[n], rgb[n + 1], rgb[n + 2]};
 }
 
 void RgbImage::set(int column, int row, Rgb colour) {
   if (column < 0 || row < 0 || column >= width || row >= height) return;
-  const std::size_t n = 3 * (static_cast<std::size_t>(row) * static_cast<std::size_t>(width) + static_cast<std::size_t>(column));
+  const std::size_t n =
+      3 * (static_cast<std::size_t>(row) * static_cast<std::size_t>(width) + static_cast<std::size_t>(column));
   rgb[n] = colour[0];
   rgb[n + 1] = colour[1];
   rgb[n + 2] = colour[2];
@@ -60,8 +63,8 @@ void put_chunk(std::string& out, const char* type, const std::string& data) {
 std::string encode_png(const RgbImage& image) {
   if (image.width <= 0 || image.height <= 0 ||
       image.rgb.size() != 3 * static_cast<std::size_t>(image.width) * static_cast<std::size_t>(image.height))
-    throw Error(ErrorCode::Internal, "encode_png: empty or inconsistent picture (" + std::to_string(image.width) + " x " +
-                                         std::to_string(image.height) + ")");
+    throw Error(ErrorCode::Internal, "encode_png: empty or inconsistent picture (" + std::to_string(image.width) +
+                                         " x " + std::to_string(image.height) + ")");
   // Scanlines, each led by its filter type: 1 (Sub, the difference to the pixel on the left) compresses the flat
   // backgrounds and smooth projections well.
   const std::size_t stride = 3 * static_cast<std::size_t>(image.width);
@@ -201,12 +204,23 @@ Rgb hsv(double h, double s, double v) {
   const double f = h - i, p = v * (1 - s), q = v * (1 - s * f), t = v * (1 - s * (1 - f));
   double r = v, g = t, b = p;
   switch (i) {
-    case 1: r = q, g = v, b = p; break;
-    case 2: r = p, g = v, b = t; break;
-    case 3: r = p, g = q, b = v; break;
-    case 4: r = t, g = p, b = v; break;
-    case 5: r = v, g = p, b = q; break;
-    default: break;
+    case 1:
+      r = q, g = v, b = p;
+      break;
+    case 2:
+      r = p, g = v, b = t;
+      break;
+    case 3:
+      r = p, g = q, b = v;
+      break;
+    case 4:
+      r = t, g = p, b = v;
+      break;
+    case 5:
+      r = v, g = p, b = q;
+      break;
+    default:
+      break;
   }
   auto u8 = [](double x) { return static_cast<std::uint8_t>(std::lround(std::clamp(x, 0.0, 1.0) * 255.0)); };
   return Rgb{u8(r), u8(g), u8(b)};
@@ -215,17 +229,17 @@ Rgb hsv(double h, double s, double v) {
 Rgb class_colour(int c) { return hsv(360.0 * c / kNumClasses + 15.0, 0.55, 0.9); }
 
 Rgb box_colour(std::size_t n) {
-  static const Rgb kColours[] = {{255, 235, 0}, {0, 235, 255}, {255, 70, 255}, {140, 255, 40},
-                                 {255, 140, 0}, {255, 255, 255}, {255, 60, 60}, {90, 120, 255}};
+  static const Rgb kColours[] = {{255, 235, 0}, {0, 235, 255},   {255, 70, 255}, {140, 255, 40},
+                                 {255, 140, 0}, {255, 255, 255}, {255, 60, 60},  {90, 120, 255}};
   return kColours[n % (sizeof(kColours) / sizeof(kColours[0]))];
 }
 
 // Projections of a volume along the canonical j (coronal) and i (sagittal) axes, at the volume's own resolution.
 struct NativeProjections {
   Reorientation reorientation;
-  Grid<Scanner> canonical;        // the volume's grid, canonical axis order
-  std::vector<float> coronal;     // [k][i]
-  std::vector<float> sagittal;    // [k][j]
+  Grid<Scanner> canonical;      // the volume's grid, canonical axis order
+  std::vector<float> coronal;   // [k][i]
+  std::vector<float> sagittal;  // [k][j]
 };
 
 template <class Frame>
@@ -255,7 +269,8 @@ NativeProjections project_native(const Image<T, Frame>& volume, bool max, const 
     float* sag = p.sagittal.data() + nj * static_cast<std::size_t>(k);
     for (std::int64_t j = 0; j < n[1]; ++j)
       for (std::int64_t i = 0; i < n[0]; ++i) {
-        const float v = value(volume.voxels[grid.linear(reoriented_to_original(Index3{{i, j, k}}, grid, p.reorientation))]);
+        const float v =
+            value(volume.voxels[grid.linear(reoriented_to_original(Index3{{i, j, k}}, grid, p.reorientation))]);
         float& c = cor[i];
         float& s = sag[j];
         if (max) {
@@ -285,7 +300,9 @@ std::vector<float> resample_view(const std::vector<float>& in, std::int64_t w, s
     const auto x0 = static_cast<std::int64_t>(std::floor(x)), z0 = static_cast<std::int64_t>(std::floor(z));
     const std::int64_t x1 = std::min(x0 + 1, w - 1), z1 = std::min(z0 + 1, h - 1);
     const double fx = x - static_cast<double>(x0), fz = z - static_cast<double>(z0);
-    auto v = [&](std::int64_t xx, std::int64_t zz) { return static_cast<double>(in[static_cast<std::size_t>(zz * w + xx)]); };
+    auto v = [&](std::int64_t xx, std::int64_t zz) {
+      return static_cast<double>(in[static_cast<std::size_t>(zz * w + xx)]);
+    };
     return (1 - fz) * ((1 - fx) * v(x0, z0) + fx * v(x1, z0)) + fz * ((1 - fx) * v(x0, z1) + fx * v(x1, z1));
   };
   const int sub_x = std::max(1, static_cast<int>(std::ceil(s / sx - 1e-9)));
@@ -419,8 +436,9 @@ void draw_box(RgbImage& img, const Layout& l, const Grid<Scanner>& grid, const E
 
 // Per display pixel, the classes (bit c) whose mapped mean mask reaches 0.5 somewhere along the ray.
 // `only_on_black`: leave pixels that already show something (the heatmap) alone.
-void draw_atlas_outline(RgbImage& img, const Layout& l, const Grid<Scanner>& grid, const MultiChannelImage<Atlas>& atlas,
-                        const Affine<Scanner, Atlas>& scanner_to_atlas, bool only_on_black = false, double dim = 1.0) {
+void draw_atlas_outline(RgbImage& img, const Layout& l, const Grid<Scanner>& grid,
+                        const MultiChannelImage<Atlas>& atlas, const Affine<Scanner, Atlas>& scanner_to_atlas,
+                        bool only_on_black = false, double dim = 1.0) {
   const std::size_t nv = static_cast<std::size_t>(atlas.grid.voxels());
   std::vector<std::uint32_t> bits(nv, 0);
   for (int c = 0; c < std::min(atlas.channels, 32); ++c) {
@@ -429,11 +447,13 @@ void draw_atlas_outline(RgbImage& img, const Layout& l, const Grid<Scanner>& gri
       if (ch[v] >= 0.5f) bits[v] |= 1u << c;
   }
   // atlas continuous index = A * display index + b
-  const Eigen::Matrix3d to_atlas_index = atlas.grid.spacing.cwiseInverse().asDiagonal() * atlas.grid.direction.transpose();
+  const Eigen::Matrix3d to_atlas_index =
+      atlas.grid.spacing.cwiseInverse().asDiagonal() * atlas.grid.direction.transpose();
   const Eigen::Matrix3d a = to_atlas_index * scanner_to_atlas.matrix().linear() * grid.index_to_world_linear();
   const Eigen::Vector3d b = to_atlas_index * (scanner_to_atlas(Point<Scanner>{grid.origin}).mm - atlas.grid.origin);
   const Index3 m = grid.size, an = atlas.grid.size;
-  std::vector<std::uint32_t> cor(static_cast<std::size_t>(m[0] * m[2]), 0), sag(static_cast<std::size_t>(m[1] * m[2]), 0);
+  std::vector<std::uint32_t> cor(static_cast<std::size_t>(m[0] * m[2]), 0),
+      sag(static_cast<std::size_t>(m[1] * m[2]), 0);
   parallel_for(m[2], [&](std::int64_t k) {
     for (std::int64_t j = 0; j < m[1]; ++j)
       for (std::int64_t i = 0; i < m[0]; ++i) {
@@ -548,7 +568,8 @@ Preview<Scanner> render_scan_preview(const Image<float>& scan_hu, const PreviewO
     return Rgb{g, g, g};
   });
   if (overlay.atlas_masks) draw_atlas_outline(out.image, l, d.grid, *overlay.atlas_masks, overlay.scanner_to_atlas);
-  for (const PreviewBox& b : overlay.boxes) draw_box(out.image, l, d.grid, b.box.lower.mm, b.box.upper.mm, colours[b.label]);
+  for (const PreviewBox& b : overlay.boxes)
+    draw_box(out.image, l, d.grid, b.box.lower.mm, b.box.upper.mm, colours[b.label]);
   draw_band(out.image, l, text, legend);
   return out;
 }
@@ -606,8 +627,7 @@ std::string write_crop_preview(const Scan& scan, const Fit& fit, const std::vect
       Eigen::Vector3d lo = Eigen::Vector3d::Constant(1e300), hi = Eigen::Vector3d::Constant(-1e300);
       for (int c = 0; c < 8; ++c) {
         ContinuousIndex ci;
-        for (int a = 0; a < 3; ++a)
-          ci.v[a] = static_cast<double>(((c >> a) & 1) ? r.end[a] : r.start[a]) - 0.5;
+        for (int a = 0; a < 3; ++a) ci.v[a] = static_cast<double>(((c >> a) & 1) ? r.end[a] : r.start[a]) - 0.5;
         const Eigen::Vector3d p = scan.image.grid.to_world(ci).mm;
         lo = lo.cwiseMin(p);
         hi = hi.cwiseMax(p);

@@ -36,7 +36,8 @@ DecodedPng decode_png(const std::string& bytes) {
     if (at + 12 + length > bytes.size()) throw std::runtime_error("chunk runs past the end of the file");
     const std::string type = bytes.substr(at + 4, 4);
     const std::string body = bytes.substr(at + 4, 4 + length);
-    const auto crc = static_cast<std::uint32_t>(crc32(0L, reinterpret_cast<const Bytef*>(body.data()), static_cast<uInt>(body.size())));
+    const auto crc = static_cast<std::uint32_t>(
+        crc32(0L, reinterpret_cast<const Bytef*>(body.data()), static_cast<uInt>(body.size())));
     if (crc != be32(bytes, at + 8 + length)) throw std::runtime_error("bad CRC in chunk " + type);
     png.chunks.push_back(type);
     const std::string data = bytes.substr(at + 8, length);
@@ -60,7 +61,8 @@ DecodedPng decode_png(const std::string& bytes) {
   const std::size_t stride = 3 * static_cast<std::size_t>(png.width);
   uLongf raw_size = static_cast<uLongf>((stride + 1) * png.height);
   std::vector<std::uint8_t> raw(raw_size);
-  if (uncompress(raw.data(), &raw_size, reinterpret_cast<const Bytef*>(idat.data()), static_cast<uLong>(idat.size())) != Z_OK ||
+  if (uncompress(raw.data(), &raw_size, reinterpret_cast<const Bytef*>(idat.data()), static_cast<uLong>(idat.size())) !=
+          Z_OK ||
       raw_size != raw.size())
     throw std::runtime_error("IDAT does not inflate to height x (1 + 3 x width) bytes");
   png.rgb.assign(stride * png.height, 0);
@@ -73,12 +75,23 @@ DecodedPng decode_png(const std::string& bytes) {
       const int a = b >= 3 ? out[b - 3] : 0, u = up ? up[b] : 0, c = (b >= 3 && up) ? up[b - 3] : 0;
       int pred = 0;
       switch (filter) {
-        case 0: pred = 0; break;
-        case 1: pred = a; break;
-        case 2: pred = u; break;
-        case 3: pred = (a + u) / 2; break;
-        case 4: pred = paeth(a, u, c); break;
-        default: throw std::runtime_error("unknown filter type " + std::to_string(filter));
+        case 0:
+          pred = 0;
+          break;
+        case 1:
+          pred = a;
+          break;
+        case 2:
+          pred = u;
+          break;
+        case 3:
+          pred = (a + u) / 2;
+          break;
+        case 4:
+          pred = paeth(a, u, c);
+          break;
+        default:
+          throw std::runtime_error("unknown filter type " + std::to_string(filter));
       }
       out[b] = static_cast<std::uint8_t>(in[b] + pred);
     }

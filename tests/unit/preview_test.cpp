@@ -20,7 +20,8 @@ Image<float> sample(const Grid<Scanner>& grid, const std::function<float(const E
   Image<float> img(grid, 0.0f);
   for (std::int64_t k = 0; k < grid.size[2]; ++k)
     for (std::int64_t j = 0; j < grid.size[1]; ++j)
-      for (std::int64_t i = 0; i < grid.size[0]; ++i) img.at(Index3{{i, j, k}}) = f(grid.to_world(Index3{{i, j, k}}).mm);
+      for (std::int64_t i = 0; i < grid.size[0]; ++i)
+        img.at(Index3{{i, j, k}}) = f(grid.to_world(Index3{{i, j, k}}).mm);
   return img;
 }
 
@@ -51,7 +52,9 @@ TEST(Png, DecodesToTheSamePixelsWithValidChunks) {
   RgbImage img(7, 5);
   for (int r = 0; r < 5; ++r)
     for (int c = 0; c < 7; ++c)
-      img.set(c, r, Rgb{static_cast<std::uint8_t>(30 * c), static_cast<std::uint8_t>(50 * r), static_cast<std::uint8_t>(c * r)});
+      img.set(
+          c, r,
+          Rgb{static_cast<std::uint8_t>(30 * c), static_cast<std::uint8_t>(50 * r), static_cast<std::uint8_t>(c * r)});
   const DecodedPng png = decode_png(encode_png(img));  // throws on a bad signature, CRC or zlib stream
   EXPECT_EQ(png.width, 7u);
   EXPECT_EQ(png.height, 5u);
@@ -89,7 +92,8 @@ TEST(ScanPreview, BoxOutlineLandsOnTheExpectedRowsAndColumns) {
   PreviewOverlay overlay;
   // faces at x 19 / 41, y 29 / 51, z 39 / 81: voxel centres x 20..40 (i 10..20), y 30..50 (j 15..25),
   // z 40..80 (k 20..40)
-  overlay.boxes.push_back(PreviewBox{"liver", Box<Scanner>{Point<Scanner>{{19, 29, 39}}, Point<Scanner>{{41, 51, 81}}}});
+  overlay.boxes.push_back(
+      PreviewBox{"liver", Box<Scanner>{Point<Scanner>{{19, 29, 39}}, Point<Scanner>{{41, 51, 81}}}});
   const Preview<Scanner> p = render_scan_preview(scan, overlay, two_mm());
   ASSERT_EQ(p.display_grid.size, Index3({{50, 40, 60}}));
   ASSERT_EQ(p.image.height - p.views_top, 60);
@@ -123,7 +127,8 @@ TEST(ScanPreview, HeadIsUpPatientRightIsLeftAnteriorIsLeft) {
     EXPECT_GT(bright[0], 200) << "coronal: top left is the patient's right head end";
     EXPECT_LT(p.image.pixel(p.coronal_left + 44, p.views_top + 5)[0], 20);
     EXPECT_LT(p.image.pixel(p.coronal_left + 5, p.views_top + 54)[0], 20);
-    EXPECT_GT(p.image.pixel(p.sagittal_left + 3, p.views_top + 5)[0], 200) << "sagittal: top left is anterior, head end";
+    EXPECT_GT(p.image.pixel(p.sagittal_left + 3, p.views_top + 5)[0], 200)
+        << "sagittal: top left is anterior, head end";
     EXPECT_LT(p.image.pixel(p.sagittal_left + 35, p.views_top + 5)[0], 20);
   }
 }
@@ -139,7 +144,8 @@ TEST(ScanPreview, PictureDoesNotDependOnHowTheVoxelsAreStored) {
   ASSERT_EQ(a.image.width, b.image.width);
   ASSERT_EQ(a.image.height, b.image.height);
   int worst = 0;
-  for (std::size_t n = 0; n < a.image.rgb.size(); ++n) worst = std::max(worst, std::abs(a.image.rgb[n] - b.image.rgb[n]));
+  for (std::size_t n = 0; n < a.image.rgb.size(); ++n)
+    worst = std::max(worst, std::abs(a.image.rgb[n] - b.image.rgb[n]));
   EXPECT_LE(worst, 1);  // summation order only
 }
 
@@ -172,7 +178,8 @@ TEST(ScanPreview, AtlasOutlineFollowsTheFit) {
   for (std::int64_t k = 0; k < 30; ++k)
     for (std::int64_t j = 0; j < 30; ++j)
       for (std::int64_t i = 0; i < 30; ++i)
-        if ((ag.to_world(Index3{{i, j, k}}).mm.array().abs() < 20.0).all()) atlas.channel(0)[ag.linear(Index3{{i, j, k}})] = 1.0f;
+        if ((ag.to_world(Index3{{i, j, k}}).mm.array().abs() < 20.0).all())
+          atlas.channel(0)[ag.linear(Index3{{i, j, k}})] = 1.0f;
   PreviewOverlay overlay;
   overlay.atlas_masks = &atlas;
   Eigen::Affine3d fit = Eigen::Affine3d::Identity();
