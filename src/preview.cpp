@@ -563,8 +563,12 @@ Preview<Scanner> render_scan_preview(const Image<float>& scan_hu, const PreviewO
   out.sagittal_left = l.sagittal_left;
   out.views_top = l.top;
   out.image = RgbImage(l.width, l.height, Rgb{0, 0, 0});
-  paint_views(out.image, l, d, [lo, hi](float v) {
-    const auto g = static_cast<std::uint8_t>(std::lround(255.0 * std::clamp((v - lo) / (hi - lo), 0.0f, 1.0f)));
+  // Mean projection: squared, so soft tissue recedes and bone (the longer attenuation paths) stands out, as on a
+  // radiograph; the maximum projection is shown linearly.
+  const double gamma = max ? 1.0 : 2.0;
+  paint_views(out.image, l, d, [lo, hi, gamma](float v) {
+    const double t = std::pow(std::clamp(static_cast<double>((v - lo) / (hi - lo)), 0.0, 1.0), gamma);
+    const auto g = static_cast<std::uint8_t>(std::lround(255.0 * t));
     return Rgb{g, g, g};
   });
   if (overlay.atlas_masks) draw_atlas_outline(out.image, l, d.grid, *overlay.atlas_masks, overlay.scanner_to_atlas);
