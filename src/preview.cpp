@@ -446,17 +446,21 @@ void draw_atlas_outline(RgbImage& img, const Layout& l, const Grid<Scanner>& gri
     for (std::size_t v = 0; v < nv; ++v)
       if (ch[v] >= 0.5f) bits[v] |= 1u << c;
   }
-  // atlas continuous index = A * display index + b
+  // The masks are sampled on a grid no finer than half the atlas spacing (a small scan's display grid can be much
+  // finer: 0.75 mm pixels would cost 16x the look-ups for the same outline), then looked up per display pixel.
+  const double sb = std::max(grid.spacing[0], 0.5 * atlas.grid.spacing.minCoeff());
+  const Grid<Scanner> gb = sb > grid.spacing[0] * (1.0 + 1e-9) ? isotropic_grid(grid, sb) : grid;
+  // atlas continuous index = A * sampling index + b
   const Eigen::Matrix3d to_atlas_index =
       atlas.grid.spacing.cwiseInverse().asDiagonal() * atlas.grid.direction.transpose();
-  const Eigen::Matrix3d a = to_atlas_index * scanner_to_atlas.matrix().linear() * grid.index_to_world_linear();
-  const Eigen::Vector3d b = to_atlas_index * (scanner_to_atlas(Point<Scanner>{grid.origin}).mm - atlas.grid.origin);
-  const Index3 m = grid.size, an = atlas.grid.size;
-  std::vector<std::uint32_t> cor(static_cast<std::size_t>(m[0] * m[2]), 0),
-      sag(static_cast<std::size_t>(m[1] * m[2]), 0);
-  parallel_for(m[2], [&](std::int64_t k) {
-    for (std::int64_t j = 0; j < m[1]; ++j)
-      for (std::int64_t i = 0; i < m[0]; ++i) {
+  const Eigen::Matrix3d a = to_atlas_index * scanner_to_atlas.matrix().linear() * gb.index_to_world_linear();
+  const Eigen::Vector3d b = to_atlas_index * (scanner_to_atlas(Point<Scanner>{gb.origin}).mm - atlas.grid.origin);
+  const Index3 n = gb.size, an = atlas.grid.size;
+  std::vector<std::uint32_t> cor_b(static_cast<std::size_t>(n[0] * n[2]), 0),
+      sag_b(static_cast<std::size_t>(n[1] * n[2]), 0);
+  parallel_for(n[2], [&](std::int64_t k) {
+    for (std::int64_t j = 0; j < n[1]; ++j)
+      for (std::int64_t i = 0; i < n[0]; ++i) {
         const Eigen::Vector3d ci =
             a * Eigen::Vector3d(static_cast<double>(i), static_cast<double>(j), static_cast<double>(k)) + b;
         Index3 q;
@@ -467,10 +471,24 @@ void draw_atlas_outline(RgbImage& img, const Layout& l, const Grid<Scanner>& gri
         }
         if (!in) continue;
         const std::uint32_t v = bits[atlas.grid.linear(q)];
-        cor[static_cast<std::size_t>(k * m[0] + i)] |= v;
-        sag[static_cast<std::size_t>(k * m[1] + j)] |= v;
+        cor_b[static_cast<std::size_t>(k * n[0] + i)] |= v;
+        sag_b[static_cast<std::size_t>(k * n[1] + j)] |= v;
       }
   });
+  // display pixel -> the sampling pixel holding its centre (same first corner)
+  const Index3 m = grid.size;
+  auto sample_index = [&](std::int64_t d, std::int64_t size) {
+    return std::clamp<std::int64_t>(
+        static_cast<std::int64_t>(std::floor((static_cast<double>(d) + 0.5) * grid.spacing[0] / sb)), 0, size - 1);
+  };
+  std::vector<std::uint32_t> cor(static_cast<std::size_t>(m[0] * m[2])), sag(static_cast<std::size_t>(m[1] * m[2]));
+  for (std::int64_t k = 0; k < m[2]; ++k) {
+    const std::int64_t kb = sample_index(k, n[2]);
+    for (std::int64_t i = 0; i < m[0]; ++i)
+      cor[static_cast<std::size_t>(k * m[0] + i)] = cor_b[static_cast<std::size_t>(kb * n[0] + sample_index(i, n[0]))];
+    for (std::int64_t j = 0; j < m[1]; ++j)
+      sag[static_cast<std::size_t>(k * m[1] + j)] = sag_b[static_cast<std::size_t>(kb * n[1] + sample_index(j, n[1]))];
+  }
   // outline: a pixel of class c with a 4-neighbour outside class c (or at the view's edge)
   auto outline = [&](const std::vector<std::uint32_t>& view, std::int64_t w, int left) {
     for (std::int64_t k = 0; k < m[2]; ++k)
