@@ -5,6 +5,7 @@
 #include "ctarr/error.hpp"
 #include "ctarr/io.hpp"
 #include "ctarr/log.hpp"
+#include "ctarr/preview.hpp"
 #include "ctarr/version.hpp"
 #include "parallel.hpp"
 
@@ -13,6 +14,7 @@
 #include <algorithm>
 #include <cmath>
 #include <ctime>
+#include <iomanip>
 #include <filesystem>
 #include <map>
 #include <optional>
@@ -290,8 +292,10 @@ Image<std::uint8_t> region_mask(const Image<std::uint16_t>& labels, const std::v
   return out;
 }
 
-InferRegionsResult infer_regions(const std::string& region_name, const std::vector<RegionCase>& cases,
-                                 const Grid<Atlas>& atlas_grid, const InferRegionsOptions& options) {
+namespace {
+
+void check_inputs(const std::string& region_name, const std::vector<RegionCase>& cases, const Grid<Atlas>& atlas_grid,
+                  const InferRegionsOptions& options) {
   if (region_name.empty()) throw Error(ErrorCode::Usage, "infer_regions: the region needs a name");
   if (cases.empty()) throw Error(ErrorCode::Usage, "infer_regions: no cases to infer region " + region_name + " from");
   if (!(options.threshold > 0.0 && options.threshold <= 1.0))
@@ -313,42 +317,89 @@ InferRegionsResult infer_regions(const std::string& region_name, const std::vect
     if (c.mask.voxels.size() != static_cast<std::size_t>(c.mask.grid.voxels()))
       throw Error(ErrorCode::Internal, "infer_regions: mask of case " + c.name + " does not match its grid");
   }
+}
 
-  // 1. heatmap: mean label fraction over the cases that cover each voxel
+// The heatmap of `cases` (all but `left_out`, when set): sums of label fractions and coverage counts.
+struct HeatSums {
+  std::vector<float> sum;
+  std::vector<std::uint16_t> cover;
+};
+
+HeatSums heat_sums(const std::vector<RegionCase>& cases, const Grid<Atlas>& atlas_grid, int supersampling) {
   const auto n = static_cast<std::size_t>(atlas_grid.voxels());
-  std::vector<float> sum(n, 0.0f);
-  InferRegionsResult r;
-  r.coverage = Image<std::uint16_t, Atlas>(atlas_grid, 0);
-  for (const RegionCase& c : cases) accumulate_case(c, atlas_grid, options.supersampling, sum, r.coverage.voxels);
-  r.heatmap = Image<float, Atlas>(atlas_grid, 0.0f);
-  for (std::size_t v = 0; v < n; ++v)
-    if (r.coverage.voxels[v] > 0) r.heatmap.voxels[v] = sum[v] / static_cast<float>(r.coverage.voxels[v]);
+  HeatSums h{std::vector<float>(n, 0.0f), std::vector<std::uint16_t>(n, 0)};
+  for (const RegionCase& c : cases) accumulate_case(c, atlas_grid, supersampling, h.sum, h.cover);
+  return h;
+}
 
-  // 2. threshold, connected components, one box per component, merged; lowered while a case loses too much
-  std::vector<LabelPoints> points;
-  for (const RegionCase& c : cases) points.push_back(label_points(c));
+// Threshold (lowered along the ladder while a case in `points` keeps too little), components, boxes.
+struct Selection {
+  Thresholded chosen;
+  double threshold = 0.0;
+  std::vector<double> tried;
+  std::vector<RegionCaseOutcome> outcomes;  // of the cases in `points`
+  bool met = true;
+};
+
+Selection select_boxes(const Image<float, Atlas>& heatmap, const std::vector<const LabelPoints*>& points,
+                       const std::vector<std::string>& names, const InferRegionsOptions& options,
+                       const std::string& region_name) {
   std::vector<double> ladder{options.threshold};
   if (options.min_fraction_kept > 0.0)
     while (ladder.back() * 0.8 > options.min_threshold * (1.0 + 1e-9)) ladder.push_back(ladder.back() * 0.8);
   if (options.min_fraction_kept > 0.0 && options.min_threshold < options.threshold)
     ladder.push_back(options.min_threshold);
-  Thresholded chosen;
+  Selection sel;
   for (double t : ladder) {
-    Thresholded th = boxes_at(r.heatmap, t, options.min_component_voxels, region_name);
-    r.thresholds_tried.push_back(t);
+    Thresholded th = boxes_at(heatmap, t, options.min_component_voxels, region_name);
+    sel.tried.push_back(t);
     if (th.boxes.empty()) continue;  // nothing reaches this threshold: try a lower one, if any
     std::vector<RegionCaseOutcome> outcomes;
     bool met = true;
-    for (std::size_t k = 0; k < cases.size(); ++k) {
-      outcomes.push_back(case_outcome(cases[k].name, points[k], th.boxes, options.margin_mm));
+    for (std::size_t k = 0; k < points.size(); ++k) {
+      outcomes.push_back(case_outcome(names[k], *points[k], th.boxes, options.margin_mm));
       met = met && outcomes.back().fraction_kept_with_margin >= options.min_fraction_kept;
     }
-    chosen = std::move(th);
-    r.threshold = t;
-    r.cases = std::move(outcomes);
-    r.kept_target_met = met;
+    sel.chosen = std::move(th);
+    sel.threshold = t;
+    sel.outcomes = std::move(outcomes);
+    sel.met = met;
     if (met) break;
   }
+  return sel;
+}
+
+}  // namespace
+
+InferRegionsResult infer_regions(const std::string& region_name, const std::vector<RegionCase>& cases,
+                                 const Grid<Atlas>& atlas_grid, const InferRegionsOptions& options) {
+  check_inputs(region_name, cases, atlas_grid, options);
+
+  // 1. heatmap: mean label fraction over the cases that cover each voxel
+  const auto n = static_cast<std::size_t>(atlas_grid.voxels());
+  HeatSums h = heat_sums(cases, atlas_grid, options.supersampling);
+  InferRegionsResult r;
+  r.coverage = Image<std::uint16_t, Atlas>(atlas_grid, 0);
+  r.coverage.voxels = std::move(h.cover);
+  r.heatmap = Image<float, Atlas>(atlas_grid, 0.0f);
+  for (std::size_t v = 0; v < n; ++v)
+    if (r.coverage.voxels[v] > 0) r.heatmap.voxels[v] = h.sum[v] / static_cast<float>(r.coverage.voxels[v]);
+
+  // 2. threshold, connected components, one box per component, merged; lowered while a case loses too much
+  std::vector<LabelPoints> points;
+  for (const RegionCase& c : cases) points.push_back(label_points(c));
+  std::vector<const LabelPoints*> all;
+  std::vector<std::string> names;
+  for (std::size_t k = 0; k < cases.size(); ++k) {
+    all.push_back(&points[k]);
+    names.push_back(cases[k].name);
+  }
+  Selection sel = select_boxes(r.heatmap, all, names, options, region_name);
+  Thresholded& chosen = sel.chosen;
+  r.thresholds_tried = sel.tried;
+  r.threshold = sel.threshold;
+  r.cases = std::move(sel.outcomes);
+  r.kept_target_met = sel.met;
   if (chosen.boxes.empty())
     throw Error(ErrorCode::FitFailed, "region " + region_name + ": no atlas voxel reaches the threshold " +
                                           std::to_string(r.thresholds_tried.back()) +
@@ -368,6 +419,157 @@ InferRegionsResult infer_regions(const std::string& region_name, const std::vect
     log_info("region " + region_name + ", case " + o.name + ": " + fmt_pct(o.fraction_kept) +
              " of the label inside the boxes, " + fmt_pct(o.fraction_kept_with_margin) + " with the margin");
   return r;
+}
+
+std::vector<LeaveOneOutCase> leave_one_out(const std::string& region_name, const std::vector<RegionCase>& cases,
+                                           const Grid<Atlas>& atlas_grid, const InferRegionsOptions& options) {
+  check_inputs(region_name, cases, atlas_grid, options);
+  if (cases.size() < 2)
+    throw Error(ErrorCode::Usage, "region " + region_name + ": leave-one-out needs at least two cases");
+  const auto n = static_cast<std::size_t>(atlas_grid.voxels());
+  const HeatSums total = heat_sums(cases, atlas_grid, options.supersampling);
+  std::vector<LabelPoints> points;
+  for (const RegionCase& c : cases) points.push_back(label_points(c));
+
+  std::vector<LeaveOneOutCase> out;
+  Image<float, Atlas> heat(atlas_grid, 0.0f);
+  for (std::size_t k = 0; k < cases.size(); ++k) {
+    // 1. the heatmap without case k: the sums less its own contribution
+    HeatSums own{std::vector<float>(n, 0.0f), std::vector<std::uint16_t>(n, 0)};
+    accumulate_case(cases[k], atlas_grid, options.supersampling, own.sum, own.cover);
+    for (std::size_t v = 0; v < n; ++v) {
+      const int cover = total.cover[v] - own.cover[v];
+      heat.voxels[v] = cover > 0 ? std::max(0.0f, total.sum[v] - own.sum[v]) / static_cast<float>(cover) : 0.0f;
+    }
+    // 2. boxes from the others (their threshold rule), measured on case k
+    std::vector<const LabelPoints*> others;
+    std::vector<std::string> names;
+    for (std::size_t m = 0; m < cases.size(); ++m)
+      if (m != k) {
+        others.push_back(&points[m]);
+        names.push_back(cases[m].name);
+      }
+    const Selection sel = select_boxes(heat, others, names, options, region_name);
+    LeaveOneOutCase c;
+    c.name = cases[k].name;
+    c.label_voxels = static_cast<std::int64_t>(points[k].atlas_mm.size());
+    c.inferred = !sel.chosen.boxes.empty();
+    c.threshold = sel.threshold;
+    c.boxes = sel.chosen.boxes;
+    if (c.inferred) {
+      const RegionCaseOutcome o = case_outcome(cases[k].name, points[k], sel.chosen.boxes, options.margin_mm);
+      c.fraction_kept = o.fraction_kept;
+      c.fraction_kept_with_margin = o.fraction_kept_with_margin;
+    }
+    log_info("region " + region_name + ", case " + c.name + " left out: " + fmt_pct(c.fraction_kept) +
+             " of its label inside the others' boxes, " + fmt_pct(c.fraction_kept_with_margin) + " with the margin");
+    out.push_back(c);
+  }
+  return out;
+}
+
+RegionReportPaths region_report_paths(const std::string& region_file) {
+  fs::path base(region_file);
+  if (base.extension() == ".json") base.replace_extension();
+  const std::string b = base.string();
+  return RegionReportPaths{b + "_report.png", b + "_report.json", b + "_report.md"};
+}
+
+void write_region_report(const InferRegionsResult& result, const std::vector<LeaveOneOutCase>& loo,
+                         const RegionReportPaths& paths, const MultiChannelImage<Atlas>* atlas_masks) {
+  const Region& region = result.region;
+  // 1. picture
+  std::ostringstream line;
+  line.precision(3);
+  line << region.name << ": " << result.cases.size() << " cases, threshold " << result.threshold << ", "
+       << region.boxes.size() << (region.boxes.size() == 1 ? " box" : " boxes");
+  write_png(render_heatmap_preview(result.heatmap, region.boxes, {line.str(), "max projections of the heatmap"}, 400,
+                                   atlas_masks)
+                .image,
+            paths.png);
+
+  // 2. numbers
+  auto summary = [](std::vector<double> v) {
+    json s;
+    if (v.empty()) return s;
+    std::sort(v.begin(), v.end());
+    s["lowest"] = v.front();
+    s["median"] = v[v.size() / 2];
+    double sum = 0.0;
+    for (double x : v) sum += x;
+    s["mean"] = sum / static_cast<double>(v.size());
+    return s;
+  };
+  json j;
+  j["region"] = region.name;
+  j["threshold"] = result.threshold;
+  j["margin_mm"] = region.margin_mm;
+  j["boxes"] = json::array();
+  auto mm = [](const Eigen::Vector3d& v) { return json::array({v.x(), v.y(), v.z()}); };
+  for (const Box<Atlas>& b : region.boxes)
+    j["boxes"].push_back({{"lower_mm", mm(b.lower.mm)}, {"upper_mm", mm(b.upper.mm)}});
+  j["fraction_kept_means"] =
+      "fraction of a case's label voxels (centres mapped into the atlas by its fit) inside the boxes; in_sample: the "
+      "boxes inferred from all cases; leave_one_out: the boxes inferred from the other cases";
+  j["cases"] = json::array();
+  std::vector<double> in_tight, in_margin, out_tight, out_margin;
+  for (std::size_t k = 0; k < result.cases.size(); ++k) {
+    const RegionCaseOutcome& o = result.cases[k];
+    json c = {{"name", o.name},
+              {"label_ml", o.label_ml},
+              {"in_sample",
+               {{"fraction_kept", o.fraction_kept}, {"fraction_kept_with_margin", o.fraction_kept_with_margin}}}};
+    in_tight.push_back(o.fraction_kept);
+    in_margin.push_back(o.fraction_kept_with_margin);
+    for (const LeaveOneOutCase& l : loo)
+      if (l.name == o.name) {
+        c["leave_one_out"] = {{"inferred", l.inferred},
+                              {"threshold", l.threshold},
+                              {"boxes", l.boxes.size()},
+                              {"fraction_kept", l.fraction_kept},
+                              {"fraction_kept_with_margin", l.fraction_kept_with_margin}};
+        out_tight.push_back(l.fraction_kept);
+        out_margin.push_back(l.fraction_kept_with_margin);
+      }
+    j["cases"].push_back(c);
+  }
+  j["summary"] = {
+      {"in_sample", {{"fraction_kept", summary(in_tight)}, {"fraction_kept_with_margin", summary(in_margin)}}}};
+  if (!loo.empty())
+    j["summary"]["leave_one_out"] = {{"fraction_kept", summary(out_tight)},
+                                     {"fraction_kept_with_margin", summary(out_margin)}};
+  else
+    j["summary"]["leave_one_out"] = "not computed: a single case";
+  j["picture"] = fs::path(paths.png).filename().string();
+  write_text_file(paths.json, j.dump(2) + "\n");
+
+  // 3. the same as a table
+  std::ostringstream md;
+  md << "# Region " << region.name << "\n\n"
+     << "Threshold " << result.threshold << ", margin " << region.margin_mm << " mm, " << region.boxes.size()
+     << (region.boxes.size() == 1 ? " box" : " boxes") << ", " << result.cases.size() << " cases.\n\n"
+     << "![heatmap](" << fs::path(paths.png).filename().string() << ")\n\n"
+     << "Fraction of each case's label inside the boxes: in-sample (boxes from all cases) and leave-one-out (boxes "
+        "from the other cases), tight and with the margin.\n\n"
+     << "| case | label ml | in-sample | in-sample + margin | left out | left out + margin |\n"
+     << "|---|---:|---:|---:|---:|---:|\n";
+  for (std::size_t k = 0; k < result.cases.size(); ++k) {
+    const RegionCaseOutcome& o = result.cases[k];
+    md << "| " << o.name << " | " << std::fixed << std::setprecision(1) << o.label_ml << " | "
+       << fmt_pct(o.fraction_kept) << " | " << fmt_pct(o.fraction_kept_with_margin) << " | ";
+    const auto l = std::find_if(loo.begin(), loo.end(), [&](const LeaveOneOutCase& x) { return x.name == o.name; });
+    if (l == loo.end())
+      md << "- | - |\n";
+    else if (!l->inferred)
+      md << "no box | no box |\n";
+    else
+      md << fmt_pct(l->fraction_kept) << " | " << fmt_pct(l->fraction_kept_with_margin) << " |\n";
+  }
+  if (!out_margin.empty())
+    md << "\nLeave-one-out, lowest with the margin: "
+       << fmt_pct(*std::min_element(out_margin.begin(), out_margin.end()))
+       << "; median: " << fmt_pct(summary(out_margin)["median"].get<double>()) << ".\n";
+  write_text_file(paths.markdown, md.str());
 }
 
 // ---- the infer-region command -------------------------------------------------------------------------------
@@ -602,6 +804,16 @@ InferRegionsResult run_infer_regions(const InferRegionRequest& req) {
   if (!req.heatmap_output.empty()) {
     write_image(as_scanner(result.heatmap), req.heatmap_output);
     log_info("wrote " + req.heatmap_output);
+  }
+  if (req.report) {
+    std::vector<LeaveOneOutCase> loo;
+    if (cases.size() >= 2)
+      loo = leave_one_out(req.name, cases, pipeline.atlas().masks.grid, req.options);
+    else
+      log_warn("region " + req.name + ": a single case, no leave-one-out in the report");
+    const RegionReportPaths paths = region_report_paths(req.output);
+    write_region_report(result, loo, paths, &pipeline.atlas().masks);
+    log_info("wrote " + paths.markdown + ", " + paths.json + ", " + paths.png);
   }
   return result;
 }

@@ -4,6 +4,7 @@
 #include "ctarr/classes.hpp"
 #include "ctarr/error.hpp"
 #include "ctarr/log.hpp"
+#include "ctarr/preview.hpp"
 #include "ctarr/record.hpp"
 
 #include "ctarr/version.hpp"
@@ -24,8 +25,15 @@ namespace fs = std::filesystem;
 
 std::string default_data_dir() {
   if (const char* env = std::getenv("CTARR_DATA_DIR")) return env;
+  std::error_code ec;
+#ifdef CTARR_DATA_DIR_FROM_BINDIR
+  // an installed ctarr: <prefix>/share/ctarr beside <prefix>/bin/ctarr, wherever the prefix was moved
+  const fs::path exe = fs::read_symlink("/proc/self/exe", ec);
+  if (!ec && fs::is_directory(exe.parent_path() / CTARR_DATA_DIR_FROM_BINDIR / "atlas", ec))
+    return (exe.parent_path() / CTARR_DATA_DIR_FROM_BINDIR).lexically_normal().string();
+#endif
 #ifdef CTARR_INSTALL_DATA_DIR
-  if (fs::is_directory(fs::path(CTARR_INSTALL_DATA_DIR) / "atlas")) return CTARR_INSTALL_DATA_DIR;
+  if (fs::is_directory(fs::path(CTARR_INSTALL_DATA_DIR) / "atlas", ec)) return CTARR_INSTALL_DATA_DIR;
 #endif
   return CTARR_SOURCE_DATA_DIR;
 }
@@ -367,6 +375,7 @@ std::vector<CropSummary> crop_case(Pipeline& pipeline, const DatasetCase& c, con
   const Affine<Atlas, Scanner> atlas_to_scanner = fit.scanner_to_atlas.inverse();
 
   // ---- after fit, before crops: the place for per-scan extras (previews, reports) ----
+  if (request.preview) log_info("wrote " + write_crop_preview(scan, fit, regions, request, pipeline.atlas()));
 
   // 3. the other channels and the label map, on the same grid
   step("cropping");

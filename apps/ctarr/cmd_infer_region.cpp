@@ -74,6 +74,9 @@ void register_infer_region(CLI::App& app) {
   cmd->add_option("--supersampling", req->options.supersampling, "Label look-ups per atlas voxel and axis")
       ->capture_default_str();
   cmd->add_option("--heatmap", req->heatmap_output, "Also write the heatmap (atlas grid) to this image file");
+  cmd->add_flag("--report", req->report,
+                "Also write REGION_report.png (heatmap projections, boxes), REGION_report.json and REGION_report.md "
+                "(fraction of each case's label kept, in-sample and leave-one-out) beside the region file");
   cmd->add_option("--note", req->note, "Free text recorded in the provenance (e.g. what the label values mean)");
   cmd->add_flag("--keep-cases-without-label", *keep_empty,
                 "Count cases that hold none of the labels (default: leave them out)");

@@ -29,6 +29,10 @@ struct MappedBox {
   double fraction_inside = 0.0;  // clipped voxels / requested voxels
 };
 
+// Grows `atlas_box` (atlas mm) by options.margin_mm (atlas mm, every side; none when unset), maps its corners
+// into scanner mm and then into `scan_grid`'s continuous index: the requested range holds the voxels whose centres
+// lie inside (exact when the scan axes are parallel to the mapped box, a superset otherwise). options.z_only keeps
+// whole slices along the scan's superior-inferior axis.
 MappedBox map_box(const Box<Atlas>& atlas_box, const Affine<Atlas, Scanner>& atlas_to_scanner,
                   const Grid<Scanner>& scan_grid, const CropOptions& options);
 

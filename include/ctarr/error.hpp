@@ -30,6 +30,7 @@ class Error : public std::runtime_error {
   ErrorCode code_;
 };
 
+// The code's name, e.g. "usage", "fit failed".
 const char* to_string(ErrorCode code) noexcept;
 
 }  // namespace ctarr

@@ -62,6 +62,38 @@ struct InferRegionsResult {
 InferRegionsResult infer_regions(const std::string& region_name, const std::vector<RegionCase>& cases,
                                  const Grid<Atlas>& atlas_grid, const InferRegionsOptions& options = {});
 
+// Leave-one-out check of how well a region generalises: for every case, the boxes inferred from the other cases
+// (same options and threshold rule) and how much of the held-out case's label they keep.
+struct LeaveOneOutCase {
+  std::string name;
+  bool inferred = true;                    // false: nothing in the other cases' heatmap reached the threshold
+  double threshold = 0.0;                  // threshold used for the other cases
+  std::vector<Box<Atlas>> boxes;           // tight boxes inferred from the other cases (atlas mm)
+  std::int64_t label_voxels = 0;           // voxels of the held-out case's mask
+  double fraction_kept = 0.0;              // of those (centres mapped by the case's fit), inside the tight boxes
+  double fraction_kept_with_margin = 0.0;  // inside the boxes grown by margin_mm (what a crop holds)
+};
+
+// Throws Usage for fewer than two cases (and what infer_regions throws for invalid options). Costs about two
+// heatmap passes per case.
+std::vector<LeaveOneOutCase> leave_one_out(const std::string& region_name, const std::vector<RegionCase>& cases,
+                                           const Grid<Atlas>& atlas_grid, const InferRegionsOptions& options = {});
+
+// The files `infer-region --report` writes beside the region file REGION.json: REGION_report.png (coronal and
+// sagittal maximum projections of the heatmap, the boxes outlined), REGION_report.json and REGION_report.md (per
+// case: fraction of its label kept in-sample and leave-one-out, with and without the margin).
+struct RegionReportPaths {
+  std::string png, json, markdown;
+};
+// REGION.json -> REGION_report.{png,json,md} in the same folder.
+RegionReportPaths region_report_paths(const std::string& region_file);
+
+// Writes the three report files (atomically, file by file). `loo` may be empty (a single case: no leave-one-out).
+// `atlas_masks` (optional, on the heatmap's grid) are outlined in the picture for orientation. Throws
+// OutputNotWritable naming the file.
+void write_region_report(const InferRegionsResult& result, const std::vector<LeaveOneOutCase>& loo,
+                         const RegionReportPaths& paths, const MultiChannelImage<Atlas>* atlas_masks = nullptr);
+
 // 1 where `labels` holds one of `values`, 0 elsewhere (same grid).
 Image<std::uint8_t> region_mask(const Image<std::uint16_t>& labels, const std::vector<int>& values);
 
@@ -81,6 +113,7 @@ struct InferRegionRequest {
   std::string labels_dir;
   std::string output;                    // region JSON to write
   std::string heatmap_output;            // optional: the heatmap (float NIfTI on the atlas grid)
+  bool report = false;                   // also write the report files beside `output` (region_report_paths)
   std::string command;                   // recorded in the provenance
   std::string note;                      // recorded in the provenance (e.g. what the label values mean)
   bool skip_cases_without_label = true;  // a case without any of the labels is left out (it cannot show where the
@@ -89,7 +122,8 @@ struct InferRegionRequest {
   PipelineOptions pipeline;
 };
 
-// Reads and fits every case, infers the region, writes it (and the heatmap when asked). Progress through log.hpp.
+// Reads and fits every case, infers the region, writes it (and the heatmap and the report when asked). Progress
+// through log.hpp.
 InferRegionsResult run_infer_regions(const InferRegionRequest& request);
 
 }  // namespace ctarr

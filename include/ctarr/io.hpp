@@ -11,6 +11,7 @@ namespace ctarr {
 
 // Voxel type an image is stored with on disk; crops are written with the input's type so values stay exact.
 enum class PixelType { UInt8, Int8, UInt16, Int16, UInt32, Int32, Float32, Float64 };
+// The type's name, e.g. "int16", "float32".
 const char* to_string(PixelType t) noexcept;
 
 struct ScanInfo {
@@ -46,8 +47,9 @@ MultiChannelImage<Scanner> read_multichannel(const std::string& path);
 // Writes atomically: a temporary file in the target folder, then rename. The format follows the extension
 // (.nii.gz, .nii, .nrrd, .mha). Throws OutputNotWritable naming the path.
 void write_image(const Image<float>& image, const std::string& path, PixelType type = PixelType::Float32);
-void write_image(const Image<std::uint8_t>& image, const std::string& path);
-void write_image(const Image<std::uint16_t>& image, const std::string& path);
+void write_image(const Image<std::uint8_t>& image, const std::string& path);   // labels, stored as uint8
+void write_image(const Image<std::uint16_t>& image, const std::string& path);  // labels, stored as uint16
+// A 4D image, the channel as 4th dimension (same rules).
 void write_multichannel(const MultiChannelImage<Scanner>& image, const std::string& path);
 
 // Atomically writes a text file (temp + rename). Throws OutputNotWritable.

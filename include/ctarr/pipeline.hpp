@@ -19,8 +19,9 @@
 
 namespace ctarr {
 
-// Folder holding models/, atlas/ and regions/: $CTARR_DATA_DIR if set, else the installed share folder, else the
-// source tree ctarr was built from.
+// Folder holding models/, atlas/ and regions/: $CTARR_DATA_DIR if set, else the installed share folder (found
+// beside the running executable, <prefix>/bin/../share/ctarr, then at the prefix configured at build time), else
+// the source tree ctarr was built from.
 std::string default_data_dir();
 
 // Below this fit Dice, Pipeline::fit throws FitFailed instead of returning a transform (the synthetic and real
@@ -90,6 +91,7 @@ struct CropRequest {
   std::string extension = ".nii.gz";  // crop format: .nii.gz, .nii, .nrrd or .mha
   std::optional<std::string> seg;     // external segmentation (one input only)
   std::optional<std::string> seg_dir; // external segmentations, one per case (dataset.hpp: find_segmentation)
+  bool preview = false;                // also write OUT/<stem>_preview.png per input (preview.hpp)
   CropOptions crop;
   PipelineOptions pipeline;
   Shard shard;                        // this job's part of the sorted case list
@@ -147,6 +149,8 @@ struct SegmentRequest {
   std::string output;  // 19-class label map on the 3 mm canonical grid
   PipelineOptions pipeline;
 };
+// Reads, segments (network) and writes the hard 19-class labels on the 3 mm canonical grid (its own origin, spacing
+// and direction in the file, LPS mm).
 void run_segment(const SegmentRequest& request);
 
 }  // namespace ctarr

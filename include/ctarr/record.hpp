@@ -56,6 +56,8 @@ struct CropRecord {
   std::vector<LabelKept> labels;           // dataset mode: per label value, kept by the written boxes
 };
 
+// The record as JSON: geometry in LPS mm, index boxes [start, end) in the input grid, transforms with their
+// frames (scanner -> atlas and back, 4x4, mm), fit, options, provenance, warnings.
 std::string crop_record_json(const CropRecord& record);
 
 // ---- summaries ----------------------------------------------------------------------------------------------

@@ -22,7 +22,9 @@ Region load_region(const std::string& path);
 std::vector<Region> load_regions(const std::string& dir);
 // `dir`/<name>.json; throws Usage listing the available names when there is none.
 Region find_region(const std::string& dir, const std::string& name);
+// The region file's JSON ("frame": "atlas", boxes as lower/upper corners in atlas mm, margin_mm, provenance).
 std::string region_to_json(const Region& region);
+// Writes region_to_json atomically. Throws OutputNotWritable naming the path.
 void save_region(const Region& region, const std::string& path);
 
 // Boxes that overlap (or touch) are merged into their bounding box until none overlap.

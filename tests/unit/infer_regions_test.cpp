@@ -1,9 +1,11 @@
 #include "ctarr/infer_regions.hpp"
 
 #include "ctarr/error.hpp"
+#include "support/png.hpp"
 #include "support/support.hpp"
 
 #include <gtest/gtest.h>
+#include <nlohmann/json.hpp>
 
 #include <cmath>
 
@@ -253,6 +255,96 @@ TEST(RunInferRegions, DatasetFolderNeedsImagesAndLabelsSubfolders) {
     EXPECT_EQ(e.code(), ErrorCode::Usage);
     EXPECT_NE(std::string(e.what()).find("images"), std::string::npos) << e.what();
   }
+}
+
+// ---- leave-one-out and the report ---------------------------------------------------------------------------
+
+// Five cases under different fits, the organ moving a few mm; optionally the last one's organ 45 mm away.
+std::vector<RegionCase> five_cases(bool last_is_outlier) {
+  const std::vector<Eigen::Affine3d> fits{scale_shift(1.0, {0, 0, 0}), scale_shift(1.1, {5, -3, 8}),
+                                          scale_shift(0.9, {-6, 4, -2}), scale_shift(1.05, {2, 7, -9}),
+                                          scale_shift(0.95, {-4, -6, 5})};
+  std::vector<Eigen::Vector3d> moves{{0, 0, 0}, {4, -2, 3}, {-3, 3, -4}, {2, 4, -2}, {-2, -3, 5}};
+  if (last_is_outlier) moves.back() = Eigen::Vector3d(0, 0, -45);
+  std::vector<RegionCase> cases;
+  for (std::size_t n = 0; n < fits.size(); ++n)
+    cases.push_back(
+        make_case("case" + std::to_string(n), fits[n], {Blob{Eigen::Vector3d(5, -8, 10) + moves[n], {14, 10, 12}}}));
+  return cases;
+}
+
+TEST(LeaveOneOut, SimilarCasesKeepTheirLabelInTheOthersBoxes) {
+  const std::vector<RegionCase> cases = five_cases(false);
+  const std::vector<LeaveOneOutCase> loo = leave_one_out("organ", cases, atlas_grid());
+  ASSERT_EQ(loo.size(), cases.size());
+  for (const LeaveOneOutCase& c : loo) {
+    EXPECT_TRUE(c.inferred) << c.name;
+    EXPECT_EQ(c.boxes.size(), 1u) << c.name;
+    EXPECT_GT(c.label_voxels, 500) << c.name;
+    EXPECT_GE(c.fraction_kept, 0.8) << c.name;  // the others' union misses a few mm of a moved organ
+    EXPECT_GE(c.fraction_kept_with_margin, 0.99) << c.name;
+    EXPECT_LE(c.fraction_kept, c.fraction_kept_with_margin) << c.name;
+  }
+}
+
+TEST(LeaveOneOut, BoxesEqualThoseInferredFromTheOtherCasesAlone) {
+  const std::vector<RegionCase> cases = five_cases(true);
+  const std::vector<LeaveOneOutCase> loo = leave_one_out("organ", cases, atlas_grid());
+  for (std::size_t k : {std::size_t{0}, std::size_t{4}}) {
+    std::vector<RegionCase> others = cases;
+    others.erase(others.begin() + static_cast<std::ptrdiff_t>(k));
+    const InferRegionsResult r = infer_regions("organ", others, atlas_grid());
+    ASSERT_EQ(loo[k].boxes.size(), r.region.boxes.size()) << k;
+    for (std::size_t b = 0; b < r.region.boxes.size(); ++b) {
+      EXPECT_LT((loo[k].boxes[b].lower.mm - r.region.boxes[b].lower.mm).norm(), 1e-9) << k;
+      EXPECT_LT((loo[k].boxes[b].upper.mm - r.region.boxes[b].upper.mm).norm(), 1e-9) << k;
+    }
+    EXPECT_DOUBLE_EQ(loo[k].threshold, r.threshold);
+  }
+}
+
+TEST(LeaveOneOut, AnOutlierKeepsLittleOfItsLabelWhenLeftOut) {
+  const std::vector<RegionCase> cases = five_cases(true);
+  // in-sample, the outlier's blob (1 of 5 cases = 0.2 >= 0.1) is part of the region ...
+  const InferRegionsResult in = infer_regions("organ", cases, atlas_grid());
+  EXPECT_GE(in.cases.back().fraction_kept_with_margin, 0.99);
+  // ... left out, nothing of the others is there
+  const std::vector<LeaveOneOutCase> loo = leave_one_out("organ", cases, atlas_grid());
+  EXPECT_LT(loo.back().fraction_kept_with_margin, 0.3);
+  for (std::size_t k = 0; k + 1 < loo.size(); ++k) EXPECT_GE(loo[k].fraction_kept_with_margin, 0.95) << loo[k].name;
+}
+
+TEST(LeaveOneOut, NeedsTwoCases) {
+  const std::vector<RegionCase> one{make_case("a", Eigen::Affine3d::Identity(), {Blob{{0, 0, 0}, {9, 9, 9}}})};
+  try {
+    leave_one_out("organ", one, atlas_grid());
+    FAIL() << "expected Usage";
+  } catch (const Error& e) {
+    EXPECT_EQ(e.code(), ErrorCode::Usage);
+  }
+}
+
+TEST(RegionReport, WritesPictureJsonAndTableBesideTheRegion) {
+  TempDir dir;
+  const std::vector<RegionCase> cases = five_cases(true);
+  const InferRegionsResult r = infer_regions("organ", cases, atlas_grid());
+  const std::vector<LeaveOneOutCase> loo = leave_one_out("organ", cases, atlas_grid());
+  const RegionReportPaths paths = region_report_paths(dir.file("organ.json"));
+  EXPECT_EQ(paths.png, dir.file("organ_report.png"));
+  EXPECT_EQ(paths.markdown, dir.file("organ_report.md"));
+  write_region_report(r, loo, paths);
+
+  const DecodedPng png = decode_png(read_file_bytes(paths.png));
+  EXPECT_GE(png.height, 400u);  // the 120 mm atlas grid zoomed to at least 400 pixels
+  const auto j = nlohmann::json::parse(read_file_bytes(paths.json));
+  ASSERT_EQ(j.at("cases").size(), 5u);
+  EXPECT_LT(j.at("cases")[4].at("leave_one_out").at("fraction_kept_with_margin").get<double>(), 0.3);
+  EXPECT_GE(j.at("cases")[4].at("in_sample").at("fraction_kept_with_margin").get<double>(), 0.99);
+  EXPECT_DOUBLE_EQ(j.at("summary").at("leave_one_out").at("fraction_kept_with_margin").at("lowest").get<double>(),
+                   loo.back().fraction_kept_with_margin);
+  const std::string md = read_file_bytes(paths.markdown);
+  EXPECT_NE(md.find("| case4 |"), std::string::npos) << md;
+  EXPECT_NE(md.find("organ_report.png"), std::string::npos) << md;
 }
 
 }  // namespace
