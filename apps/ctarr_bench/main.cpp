@@ -130,6 +130,8 @@ int main(int argc, char** argv) {
   app.add_option("--mode", mode, "both | fast | reference")->check(CLI::IsMember({"both", "fast", "reference"}));
   app.add_option("--out", out_dir, "folder for the crops (default: a temporary folder, removed)");
   app.add_option("--device", device, "cpu | cuda | auto");
+  bool fit_only = false;
+  app.add_flag("--fit-only", fit_only, "with --seg: stop after the fit and print scanner_to_atlas_4x4 as JSON");
   CLI11_PARSE(app, argc, argv);
   namespace fs = std::filesystem;
   const bool temp_out = out_dir.empty();
@@ -224,6 +226,15 @@ int main(int argc, char** argv) {
     }
     const Segmentation& s = seg_fast ? *seg_fast : *seg_ref;
     const Fit fit = timed("fit (landmarks + Dice refinement)", [&] { return pipeline.fit(s); });
+    if (fit_only) {
+      const Eigen::Matrix4d m = fit.scanner_to_atlas.matrix().matrix();
+      std::printf("scanner_to_atlas_4x4: [");
+      for (int r = 0; r < 4; ++r)
+        std::printf("%s[%.6f, %.6f, %.6f, %.6f]", r ? ", " : "", m(r, 0), m(r, 1), m(r, 2), m(r, 3));
+      std::printf("]\n");
+      if (temp_out) fs::remove_all(out_dir);
+      return 0;
+    }
     if (seg_fast && seg_ref) {
       const Fit fit_ref = timed("fit of the reference segmentation", [&] { return pipeline.fit(*seg_ref); });
       const Eigen::Affine3d d = fit.scanner_to_atlas.matrix() * fit_ref.scanner_to_atlas.matrix().inverse();

@@ -15,6 +15,7 @@
 #include <itkNrrdImageIOFactory.h>
 #include <itkVersion.h>
 
+#include <libdeflate.h>
 #include <zlib.h>  // linked through ITK (ITKZLIB): NIfTI voxel data is read here, see read_nifti_voxels
 
 // GDCM is used directly when its headers are on the include path, i.e. when the ITKGDCM module (and with it
@@ -270,6 +271,38 @@ void nifti_convert(const char* raw, std::size_t count, bool swap, bool scale, do
   }
 }
 
+// Decompresses a whole .gz file with libdeflate (about 1.5-2x zlib's speed) into `out` when it holds at least
+// `min_bytes`. Returns false, leaving `out` empty, for anything else (not gzip, corrupt, a member larger than its
+// ISIZE says, too short): the caller's zlib path then reads the file and reports what is wrong.
+bool gunzip_whole_file(const std::string& path, std::size_t min_bytes, std::vector<char>& out) {
+  out.clear();
+  if (path.size() < 3 || path.compare(path.size() - 3, 3, ".gz") != 0) return false;
+  std::ifstream in(path, std::ios::binary | std::ios::ate);
+  if (!in) return false;
+  const std::streamoff size = in.tellg();
+  if (size < 18) return false;
+  std::vector<char> gz(static_cast<std::size_t>(size));
+  in.seekg(0);
+  if (!in.read(gz.data(), size)) return false;
+  std::uint32_t isize = 0;  // uncompressed size mod 2^32 (of the last member)
+  std::memcpy(&isize, gz.data() + gz.size() - 4, 4);
+  libdeflate_decompressor* d = libdeflate_alloc_decompressor();
+  if (!d) return false;
+  out.resize(std::max<std::size_t>(min_bytes, isize));
+  std::size_t in_used = 0, produced = 0;
+  const libdeflate_result r =
+      libdeflate_gzip_decompress_ex(d, gz.data(), gz.size(), out.data(), out.size(), &in_used, &produced);
+  libdeflate_free_decompressor(d);
+  // Several members (in_used short of the file), a wrapped ISIZE (> 4 GiB), corrupt data: zlib's turn.
+  if (r != LIBDEFLATE_SUCCESS || in_used != gz.size() || produced < min_bytes) {
+    out.clear();
+    out.shrink_to_fit();
+    return false;
+  }
+  out.resize(produced);
+  return true;
+}
+
 // Reads the voxels of a single-file NIfTI-1 (.nii, .nii.gz) with zlib instead of niftilib, which silently
 // zero-fills a truncated file, turns NaN into 0 and replaces a zero or NaN pixdim by 1. Checks the raw pixdim of
 // the spatial axes. Returns false (nothing done) for files it does not handle: NIfTI-2, .hdr/.img pairs,
@@ -317,8 +350,14 @@ bool read_nifti_voxels(const std::string& path, std::size_t expected_values, Raw
     throw Error(ErrorCode::UnreadableInput, path + ": the file ends before its voxel data (vox_offset " + std::to_string(vox_offset) + ")");
 
   const std::size_t total_bytes = nvox * bytes_per_value;
-  std::vector<char> raw(total_bytes);
-  std::size_t done = 0;
+  std::vector<char> raw;
+  std::size_t data_offset = 0;  // where the voxels start in `raw`
+  if (gunzip_whole_file(path, static_cast<std::size_t>(vox_offset) + total_bytes, raw)) {
+    data_offset = static_cast<std::size_t>(vox_offset);
+  } else {
+    raw.assign(total_bytes, 0);
+  }
+  std::size_t done = data_offset ? total_bytes : 0;
   while (done < total_bytes) {
     const unsigned chunk = static_cast<unsigned>(std::min<std::size_t>(total_bytes - done, std::size_t{1} << 30));
     const int got = gzread(f, raw.data() + done, chunk);
@@ -337,16 +376,16 @@ bool read_nifti_voxels(const std::string& path, std::size_t expected_values, Raw
   out.voxels.resize(nvox);
   float* dst = out.voxels.data();
   switch (datatype) {
-    case 2: nifti_convert<std::uint8_t>(raw.data(), nvox, swap, scale, slope, inter, dst); break;
-    case 256: nifti_convert<std::int8_t>(raw.data(), nvox, swap, scale, slope, inter, dst); break;
-    case 4: nifti_convert<std::int16_t>(raw.data(), nvox, swap, scale, slope, inter, dst); break;
-    case 512: nifti_convert<std::uint16_t>(raw.data(), nvox, swap, scale, slope, inter, dst); break;
-    case 8: nifti_convert<std::int32_t>(raw.data(), nvox, swap, scale, slope, inter, dst); break;
-    case 768: nifti_convert<std::uint32_t>(raw.data(), nvox, swap, scale, slope, inter, dst); break;
-    case 16: nifti_convert<float>(raw.data(), nvox, swap, scale, slope, inter, dst); break;
-    case 64: nifti_convert<double>(raw.data(), nvox, swap, scale, slope, inter, dst); break;
-    case 1024: nifti_convert<std::int64_t>(raw.data(), nvox, swap, scale, slope, inter, dst); break;
-    case 1280: nifti_convert<std::uint64_t>(raw.data(), nvox, swap, scale, slope, inter, dst); break;
+    case 2: nifti_convert<std::uint8_t>(raw.data() + data_offset, nvox, swap, scale, slope, inter, dst); break;
+    case 256: nifti_convert<std::int8_t>(raw.data() + data_offset, nvox, swap, scale, slope, inter, dst); break;
+    case 4: nifti_convert<std::int16_t>(raw.data() + data_offset, nvox, swap, scale, slope, inter, dst); break;
+    case 512: nifti_convert<std::uint16_t>(raw.data() + data_offset, nvox, swap, scale, slope, inter, dst); break;
+    case 8: nifti_convert<std::int32_t>(raw.data() + data_offset, nvox, swap, scale, slope, inter, dst); break;
+    case 768: nifti_convert<std::uint32_t>(raw.data() + data_offset, nvox, swap, scale, slope, inter, dst); break;
+    case 16: nifti_convert<float>(raw.data() + data_offset, nvox, swap, scale, slope, inter, dst); break;
+    case 64: nifti_convert<double>(raw.data() + data_offset, nvox, swap, scale, slope, inter, dst); break;
+    case 1024: nifti_convert<std::int64_t>(raw.data() + data_offset, nvox, swap, scale, slope, inter, dst); break;
+    case 1280: nifti_convert<std::uint64_t>(raw.data() + data_offset, nvox, swap, scale, slope, inter, dst); break;
     default: return false;
   }
   return true;
