@@ -5,8 +5,9 @@ A benchmark, not a test. Protocol (the same for both methods):
   * input: a label map of a real CT (default: the TotalSegmentator example's own segmentation) and copies of it
     moved inside the same grid by known rigid transforms T (shift, rotation about the body axis, prone = 180 deg);
   * each label map is registered to the atlas: ctarr with `ctarr crop --seg` (its fit, read from the crop record),
-    elastix 5 with an affine transform (centre-of-gravity initialisation, 3 resolutions, AdvancedMeanSquares) of the
-    scan's organ mask (labels of ctarr's 19 classes, 0/1) to the atlas' mask (sum of its 19 mean masks, clipped to 1);
+    elastix 5 with an affine transform (centre-of-gravity initialisation, 3 resolutions, AdvancedMeanSquares) between
+    the scan's organ mask (labels of ctarr's 19 classes, 0/1; fixed, as it is the partial field of view) and the atlas'
+    mask (sum of its 19 mean masks, clipped to 1; moving);
   * time: ctarr's fit stage alone (ctarr_bench --fit-only: landmarks + orientation search + Dice refinement, atlas
     already loaded), elastix's whole run (reading both images included);
   * landing error: organ centroids p of the original map land at a0 = F_0(p) in the atlas; in a moved map they are at
@@ -83,7 +84,7 @@ def elastix_params(path):
 """)
 
 def read_elastix_affine(path):
-    """Fixed (atlas) -> moving (scan) map of an elastix AffineTransform file, LPS mm, as a 4x4."""
+    """Fixed -> moving map of an elastix AffineTransform file (here scan -> atlas), LPS mm, as a 4x4."""
     vals = {}
     for line in open(path):
         line = line.strip()
@@ -157,14 +158,15 @@ def main():
         nib.save(nib.Nifti1Image((lut[moved] > 0).astype(np.float32), img.affine), moving)
         eout = os.path.join(tmp, "el_%d" % len(results)); os.makedirs(eout, exist_ok=True)
         t0 = time.time()
-        r = subprocess.run(["elastix", "-f", fixed, "-m", moving, "-p", params, "-out", eout],
+        # fixed = the scan (a partial field of view), moving = the atlas (whole body): every scan sample maps into
+        # the atlas, and the result maps scanner -> atlas points directly
+        r = subprocess.run(["elastix", "-f", moving, "-m", fixed, "-p", params, "-out", eout],
                            capture_output=True, text=True)
         t_el = time.time() - t0
         if r.returncode != 0:
             print(name, "elastix failed:", (r.stdout + r.stderr).strip()[-400:]); land_e = None
         else:
-            a2s = read_elastix_affine(os.path.join(eout, "TransformParameters.0.txt"))
-            s2a = np.linalg.inv(a2s)
+            s2a = read_elastix_affine(os.path.join(eout, "TransformParameters.0.txt"))
             land_e = (s2a[:3, :3] @ p.T).T + s2a[:3, 3]
         if name == "identity":
             first = {"ctarr": land_c, "elastix": land_e}

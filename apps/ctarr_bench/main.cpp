@@ -16,6 +16,7 @@
 #include <zlib.h>
 
 #include <algorithm>
+#include <cmath>
 #include <cstring>
 #include <memory>
 #include <unistd.h>
@@ -170,7 +171,12 @@ int main(int argc, char** argv) {
       {
         const Reorientation r = canonical_reorientation(scan.image.grid.direction);
         const Grid<Scanner> g = isotropic_grid(reorient_grid(scan.image.grid, r), pre.spacing_mm);
-        const Image<float> hu = timed("  of which resample (blur+linear)", [&] { return resample_linear(scan.image, g, -1024.0f, true); });
+        const Image<float> hu = timed("  of which resample (separable)", [&] { return resample_linear(scan.image, g, -1024.0f, true); });
+        const Image<float> hu_general =
+            timed("  resample, general path (before)", [&] { return resample_linear_general(scan.image, g, -1024.0f, true); });
+        float max_diff = 0.0f;
+        for (std::size_t v = 0; v < hu.voxels.size(); ++v) max_diff = std::max(max_diff, std::abs(hu.voxels[v] - hu_general.voxels[v]));
+        std::printf("  separable vs general: max |difference| %.4f HU\n", static_cast<double>(max_diff));
         std::printf("  3 mm grid %lld x %lld x %lld\n", static_cast<long long>(g.size[0]), static_cast<long long>(g.size[1]),
                     static_cast<long long>(g.size[2]));
       }
@@ -225,7 +231,28 @@ int main(int argc, char** argv) {
       }
     }
     const Segmentation& s = seg_fast ? *seg_fast : *seg_ref;
-    const Fit fit = timed("fit (landmarks + Dice refinement)", [&] { return pipeline.fit(s); });
+    std::optional<Fit> fit_or;
+    try {
+      fit_or = timed("fit (landmarks + Dice refinement)", [&] { return pipeline.fit(s); });
+    } catch (const Error& e) {
+      if (e.code() != ErrorCode::FitFailed) throw;
+      std::printf("fit refused: %s\n", e.what());
+      if (seg_ref && seg_fast) {
+        try {
+          timed("fit of the reference segmentation", [&] { return pipeline.fit(*seg_ref); });
+          std::printf("  but the reference segmentation's fit is accepted\n");
+        } catch (const Error& e2) {
+          std::printf("  the reference segmentation's fit is refused too: %s\n", e2.what());
+        }
+      }
+      if (network_s.count("fast") && network_s.count("reference"))
+        std::printf("ratio network reference / fast: %.2f (%.2f s / %.2f s)\n", network_s["reference"] / network_s["fast"],
+                    network_s["reference"], network_s["fast"]);
+      std::printf("load average at end: %s", loadavg().c_str());
+      if (temp_out) fs::remove_all(out_dir);
+      return 0;
+    }
+    const Fit& fit = *fit_or;
     if (fit_only) {
       const Eigen::Matrix4d m = fit.scanner_to_atlas.matrix().matrix();
       std::printf("scanner_to_atlas_4x4: [");
@@ -236,9 +263,13 @@ int main(int argc, char** argv) {
       return 0;
     }
     if (seg_fast && seg_ref) {
-      const Fit fit_ref = timed("fit of the reference segmentation", [&] { return pipeline.fit(*seg_ref); });
-      const Eigen::Affine3d d = fit.scanner_to_atlas.matrix() * fit_ref.scanner_to_atlas.matrix().inverse();
-      std::printf("  fit fast vs reference: translation differs by %.2f mm at the atlas origin\n", d.translation().norm());
+      try {
+        const Fit fit_ref = timed("fit of the reference segmentation", [&] { return pipeline.fit(*seg_ref); });
+        const Eigen::Affine3d d = fit.scanner_to_atlas.matrix() * fit_ref.scanner_to_atlas.matrix().inverse();
+        std::printf("  fit fast vs reference: translation differs by %.2f mm at the atlas origin\n", d.translation().norm());
+      } catch (const Error& e) {
+        std::printf("fit of the reference refused: %s\n", e.what());
+      }
     }
     CropRequest req;
     req.regions = {region};
