@@ -128,7 +128,8 @@ int main(int argc, char** argv) {
   app.add_option("input", input, "CT (.nii.gz)")->required();
   app.add_option("--seg", seg, "label map: skip the network (the --seg path)");
   app.add_option("--region", region, "region to crop");
-  app.add_option("--mode", mode, "both | fast | reference")->check(CLI::IsMember({"both", "fast", "reference"}));
+  app.add_option("--mode", mode, "both | fast | reference | none (stages before the network only)")
+      ->check(CLI::IsMember({"both", "fast", "reference", "none"}));
   app.add_option("--out", out_dir, "folder for the crops (default: a temporary folder, removed)");
   app.add_option("--device", device, "cpu | cuda | auto");
   bool fit_only = false;
@@ -179,6 +180,36 @@ int main(int argc, char** argv) {
         std::printf("  separable vs general: max |difference| %.4f HU\n", static_cast<double>(max_diff));
         std::printf("  3 mm grid %lld x %lld x %lld\n", static_cast<long long>(g.size[0]), static_cast<long long>(g.size[1]),
                     static_cast<long long>(g.size[2]));
+      }
+      {
+        // tiles of the reference layout, and how many the fast path skips as all air
+        const PredictOptions fast = fast_predict_options(net.card(), net.device());
+        const Grid<Scanner>& g = input_pre.network_input.grid;
+        const int p = fast.window.patch_size;
+        const auto si = sliding_window_starts(g.size[0], p, fast.window.overlap);
+        const auto sj = sliding_window_starts(g.size[1], p, fast.window.overlap);
+        const auto sk = sliding_window_starts(g.size[2], p, fast.window.overlap);
+        std::size_t total = 0, air = 0;
+        const float* c0 = input_pre.network_input.channel(0);
+        for (auto k0 : sk)
+          for (auto j0 : sj)
+            for (auto i0 : si) {
+              ++total;
+              bool empty = true;
+              for (std::int64_t k = k0; k < std::min<std::int64_t>(k0 + p, g.size[2]) && empty; ++k)
+                for (std::int64_t j = j0; j < std::min<std::int64_t>(j0 + p, g.size[1]) && empty; ++j)
+                  for (std::int64_t i = i0; i < std::min<std::int64_t>(i0 + p, g.size[0]); ++i)
+                    if (c0[static_cast<std::size_t>((k * g.size[1] + j) * g.size[0] + i)] > fast.window.skip_tile_max_input) {
+                      empty = false;
+                      break;
+                    }
+              air += empty;
+            }
+        std::printf("  tiles: %zu in the reference layout, %zu all air (skipped by the fast path)\n", total, air);
+      }
+      if (mode == "none") {
+        std::printf("--mode none: stopping before the network\nload average at end: %s", loadavg().c_str());
+        return 0;
       }
       if (mode != "reference") {
         const PredictOptions fast = fast_predict_options(net.card(), net.device());
