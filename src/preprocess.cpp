@@ -402,7 +402,51 @@ MultiChannelImage<Scanner> label_fractions(const Image<std::uint8_t>& labels, co
       target.spacing.cwiseInverse().asDiagonal() * target.direction.transpose() * (labels.grid.origin - target.origin);
   const Index3 n = labels.grid.size;
   const std::size_t tv = static_cast<std::size_t>(target.voxels());
-  for (std::int64_t k = 0; k < n[2]; ++k)
+  // Axis-aligned case (a scan's label map -> its canonical grid): each target coordinate depends on one source
+  // index, so per-axis tables of linear-index offsets replace the per-voxel matrix product (same rounding).
+  std::array<int, 3> src_of{-1, -1, -1};  // source axis feeding each target axis
+  bool aligned = true;
+  for (int a = 0; a < 3 && aligned; ++a) {
+    int count = 0;
+    for (int sa = 0; sa < 3; ++sa)
+      if (std::abs(m(a, sa)) > 1e-9 * m.row(a).norm()) {
+        ++count;
+        src_of[static_cast<std::size_t>(a)] = sa;
+      }
+    aligned = count == 1;
+  }
+  aligned = aligned && src_of[0] != src_of[1] && src_of[0] != src_of[2] && src_of[1] != src_of[2];
+  if (aligned) {
+    std::array<std::vector<std::int64_t>, 3> offset;  // per source axis and index: linear offset, or -1 outside
+    const std::array<std::int64_t, 3> stride{1, target.size[0], target.size[0] * target.size[1]};
+    for (int a = 0; a < 3; ++a) {
+      const int sa = src_of[static_cast<std::size_t>(a)];
+      auto& table = offset[static_cast<std::size_t>(sa)];
+      table.assign(static_cast<std::size_t>(n[sa]), -1);
+      for (std::int64_t x = 0; x < n[sa]; ++x) {
+        const auto t = static_cast<std::int64_t>(std::floor(b[a] + m(a, sa) * static_cast<double>(x) + 0.5));
+        if (t >= 0 && t < target.size[a]) table[static_cast<std::size_t>(x)] = t * stride[static_cast<std::size_t>(a)];
+      }
+    }
+    for (std::int64_t k = 0; k < n[2]; ++k) {
+      const std::int64_t ok = offset[2][static_cast<std::size_t>(k)];
+      if (ok < 0) continue;
+      for (std::int64_t j = 0; j < n[1]; ++j) {
+        const std::int64_t oj = offset[1][static_cast<std::size_t>(j)];
+        if (oj < 0) continue;
+        const std::uint8_t* src = &labels.at(Index3{{0, j, k}});
+        for (std::int64_t i = 0; i < n[0]; ++i) {
+          const std::int64_t oi = offset[0][static_cast<std::size_t>(i)];
+          if (oi < 0) continue;
+          const auto v = static_cast<std::size_t>(ok + oj + oi);
+          total[v] += 1.0f;
+          const int label = src[i];
+          if (label >= 1 && label <= classes) out.data[static_cast<std::size_t>(label - 1) * tv + v] += 1.0f;
+        }
+      }
+    }
+  }
+  for (std::int64_t k = 0; k < n[2] && !aligned; ++k)
     for (std::int64_t j = 0; j < n[1]; ++j) {
       const Eigen::Vector3d row0 = m * Eigen::Vector3d(0.0, static_cast<double>(j), static_cast<double>(k)) + b;
       const std::uint8_t* src = &labels.at(Index3{{0, j, k}});
