@@ -9,7 +9,12 @@
 #include "detail/safetensors.hpp"
 
 #include <nlohmann/json.hpp>
+#include <ATen/autocast_mode.h>
 #include <torch/torch.h>
+
+#if defined(__x86_64__) || defined(__i386__)
+#include <cpuid.h>
+#endif
 
 #include <algorithm>
 #include <cctype>
@@ -345,15 +350,54 @@ MultiChannelImage<Scanner> sliding_window_batched(const MultiChannelImage<Scanne
   for (std::int64_t k : sk)
     for (std::int64_t j : sj)
       for (std::int64_t i : si) tiles.push_back({i, j, k});
-  log_debug("sliding window: " + std::to_string(tiles.size()) + " tiles of " + std::to_string(p) + "^3 over " +
-            std::to_string(grid.size[0]) + " x " + std::to_string(grid.size[1]) + " x " + std::to_string(grid.size[2]));
-
-  MultiChannelImage<Scanner> out(grid, out_channels, 0.0f);
-  std::vector<float> weight_sum(voxels, 0.0f);
   const std::int64_t nx = grid.size[0], ny = grid.size[1], nz = grid.size[2];
   const auto sx = static_cast<std::size_t>(nx), sxy = static_cast<std::size_t>(nx * ny);
 
-  const std::size_t batch_cap = std::min(static_cast<std::size_t>(batch_size), tiles.size());
+  // Fast path: tiles whose channel 0 stays at or below the threshold (air) are not run.
+  std::vector<std::array<std::int64_t, 3>> skipped;
+  if (options.skip_tile_max_input >= 0.0f) {
+    const float* c0 = input.data.data();
+    std::vector<std::array<std::int64_t, 3>> kept;
+    for (const auto& t : tiles) {
+      bool empty = true;
+      for (std::int64_t k = t[2]; k < std::min<std::int64_t>(t[2] + p, nz) && empty; ++k)
+        for (std::int64_t j = t[1]; j < std::min<std::int64_t>(t[1] + p, ny) && empty; ++j) {
+          const float* row = c0 + static_cast<std::size_t>(k) * sxy + static_cast<std::size_t>(j) * sx;
+          for (std::int64_t i = t[0]; i < std::min<std::int64_t>(t[0] + p, nx); ++i)
+            if (row[i] > options.skip_tile_max_input) {
+              empty = false;
+              break;
+            }
+        }
+      (empty ? skipped : kept).push_back(t);
+    }
+    tiles.swap(kept);
+  }
+  log_debug("sliding window: " + std::to_string(tiles.size()) + " tiles of " + std::to_string(p) + "^3 run, " +
+            std::to_string(skipped.size()) + " skipped (air), over " + std::to_string(grid.size[0]) + " x " +
+            std::to_string(grid.size[1]) + " x " + std::to_string(grid.size[2]));
+
+  MultiChannelImage<Scanner> out(grid, out_channels, 0.0f);
+  std::vector<float> weight_sum(voxels, 0.0f);
+  // Skipped tiles: weight into the sum, weight x 1 into channel 0 (background), nothing elsewhere.
+  for (const auto& t : skipped) {
+    const std::int64_t len_i = std::min<std::int64_t>(p, nx - t[0]);
+    for (std::int64_t k = 0; k < p && t[2] + k < nz; ++k)
+      for (std::int64_t j = 0; j < p && t[1] + j < ny; ++j) {
+        const std::size_t prow = (static_cast<std::size_t>(k) * pp + static_cast<std::size_t>(j)) * pp;
+        const std::size_t vrow = static_cast<std::size_t>(t[2] + k) * sxy + static_cast<std::size_t>(t[1] + j) * sx +
+                                 static_cast<std::size_t>(t[0]);
+        const float* w = weight.data() + prow;
+        float* ws = weight_sum.data() + vrow;
+        float* bg = out.data.data() + vrow;
+        for (std::int64_t i = 0; i < len_i; ++i) {
+          ws[i] += w[i];
+          bg[i] += w[i];
+        }
+      }
+  }
+
+  const std::size_t batch_cap = std::max<std::size_t>(1, std::min(static_cast<std::size_t>(batch_size), tiles.size()));
   std::vector<float> in_buf(batch_cap * cin * patch_voxels);
   std::vector<float> out_buf(batch_cap * cout * patch_voxels);
 
@@ -483,6 +527,85 @@ const std::string& Network::device() const { return impl_->device_name; }
 
 MultiChannelImage<Scanner> Network::predict(const MultiChannelImage<Scanner>& input,
                                             const SlidingWindowOptions& options) const {
+  PredictOptions o;
+  o.window = options;
+  return predict(input, o);
+}
+
+PredictOptions reference_predict_options(const ModelCard& card) {
+  PredictOptions o;
+  o.window.patch_size = card.patch_size;
+  return o;
+}
+
+bool cpu_has_native_bfloat16() {
+#if defined(__x86_64__) || defined(__i386__)
+  unsigned eax = 0, ebx = 0, ecx = 0, edx = 0;
+  if (__get_cpuid_count(7, 0, &eax, &ebx, &ecx, &edx) == 0) return false;
+  const bool amx_bf16 = (edx >> 22) & 1u;
+  const bool avx512f = (ebx >> 16) & 1u;
+  if (__get_cpuid_count(7, 1, &eax, &ebx, &ecx, &edx) == 0) return amx_bf16;
+  const bool avx512_bf16 = (eax >> 5) & 1u;
+  return amx_bf16 || (avx512f && avx512_bf16);
+#else
+  return false;
+#endif
+}
+
+PredictOptions fast_predict_options(const ModelCard& card, const std::string& device) {
+  PredictOptions o = reference_predict_options(card);
+  // Channel 0 is the card's first window; 0 there means at or below its lower bound (-500 HU for the shipped
+  // model): a tile with no voxel above it holds only air (lungs are always within a tile holding ribs or soft
+  // tissue at 3 mm: a 64^3 tile spans 192 mm).
+  o.window.skip_tile_max_input = 0.0f;
+  const bool cuda = device.rfind("cuda", 0) == 0;
+  o.precision = (cuda || cpu_has_native_bfloat16()) ? Precision::BFloat16 : Precision::Float32;
+  return o;
+}
+
+namespace {
+
+// LibTorch autocast for one scope (what Python's `with torch.autocast(...)` does).
+class AutocastScope {
+ public:
+  AutocastScope(bool enabled, bool cuda) : enabled_(enabled), cuda_(cuda) {
+    if (!enabled_) return;
+    if (cuda_) {
+      was_ = at::autocast::is_enabled();
+      dtype_ = at::autocast::get_autocast_gpu_dtype();
+      at::autocast::set_autocast_gpu_dtype(at::kBFloat16);
+      at::autocast::set_enabled(true);
+    } else {
+      was_ = at::autocast::is_cpu_enabled();
+      dtype_ = at::autocast::get_autocast_cpu_dtype();
+      at::autocast::set_autocast_cpu_dtype(at::kBFloat16);
+      at::autocast::set_cpu_enabled(true);
+    }
+    at::autocast::increment_nesting();
+  }
+  ~AutocastScope() {
+    if (!enabled_) return;
+    if (at::autocast::decrement_nesting() == 0) at::autocast::clear_cache();
+    if (cuda_) {
+      at::autocast::set_enabled(was_);
+      at::autocast::set_autocast_gpu_dtype(dtype_);
+    } else {
+      at::autocast::set_cpu_enabled(was_);
+      at::autocast::set_autocast_cpu_dtype(dtype_);
+    }
+  }
+  AutocastScope(const AutocastScope&) = delete;
+  AutocastScope& operator=(const AutocastScope&) = delete;
+
+ private:
+  bool enabled_, cuda_, was_ = false;
+  at::ScalarType dtype_ = at::kBFloat16;
+};
+
+}  // namespace
+
+MultiChannelImage<Scanner> Network::predict(const MultiChannelImage<Scanner>& input, const PredictOptions& opts) const {
+  const SlidingWindowOptions& options = opts.window;
   Impl& m = *impl_;
   if (input.channels != m.in_channels)
     throw Error(ErrorCode::Internal, "network: input has " + std::to_string(input.channels) + " channels but model '" +
@@ -492,12 +615,19 @@ MultiChannelImage<Scanner> Network::predict(const MultiChannelImage<Scanner>& in
   const std::int64_t p = options.patch_size;
   try {
     torch::InferenceMode guard;
+    const bool bf16 = opts.precision == Precision::BFloat16;
     return sliding_window_batched(
         input, m.out_channels,
         [&](int count, const float* in, float* out) {
           const torch::Tensor x =
               torch::from_blob(const_cast<float*>(in), {count, m.in_channels, p, p, p}, torch::kFloat32).to(m.device);
-          const torch::Tensor prob = torch::softmax(m.forward(x), 1).to(torch::kCPU).contiguous();
+          torch::Tensor logits;
+          {
+            const AutocastScope autocast(bf16, m.device.is_cuda());
+            logits = m.forward(x);
+          }
+          const torch::Tensor prob =
+              torch::softmax(logits.to(torch::kFloat32), 1).to(torch::kCPU).contiguous();
           std::memcpy(out, prob.data_ptr<float>(), static_cast<std::size_t>(prob.numel()) * sizeof(float));
         },
         options, m.batch_size);

@@ -129,10 +129,11 @@ Segmentation Pipeline::segment(const Scan& scan) {
   pre.spacing_mm = network_->card().spacing_mm;
   pre.windows_hu = network_->card().windows_hu;
   const PreprocessResult input = preprocess(scan.image, pre);
-  // 2. sliding-window network
-  SlidingWindowOptions sw;
-  sw.patch_size = network_->card().patch_size;
-  const MultiChannelImage<Scanner> prob = network_->predict(input.network_input, sw);
+  // 2. sliding-window network (the fast path unless the reference is asked for; docs/PERFORMANCE.md)
+  const PredictOptions predict = options_.reference_inference
+                                     ? reference_predict_options(network_->card())
+                                     : fast_predict_options(network_->card(), network_->device());
+  const MultiChannelImage<Scanner> prob = network_->predict(input.network_input, predict);
   // 3. drop the background channel
   Segmentation s;
   s.reorientation = input.reorientation;

@@ -6,6 +6,7 @@
 #include <algorithm>
 #include <cmath>
 #include <cstdint>
+#include <optional>
 
 namespace ctarr {
 
@@ -127,9 +128,182 @@ Eigen::Vector3d spacing_along_source_axes(const Grid<Scanner>& source, const Gri
   return c * target.spacing;
 }
 
+// One axis of a separable resampling: for each target index t along the axis, the source voxels (along the matching
+// source axis) and their weights, or none when t lies outside the source.
+struct AxisWeights {
+  std::vector<std::int64_t> first;   // per target index: offset into taps, or -1 when outside
+  std::vector<int> count;
+  std::vector<std::pair<std::int64_t, float>> taps;
+};
+
+// Anti-aliasing blur (replicated border, as blur_axis) followed by linear interpolation (as the general path of
+// resample_linear: clamped within half a voxel of the edge), folded into one weight row per target index.
+AxisWeights axis_weights(std::int64_t source_size, std::int64_t target_size, double scale, double offset, double sigma) {
+  std::vector<double> kernel{1.0};
+  int radius = 0;
+  if (sigma >= 0.3) {
+    radius = static_cast<int>(std::ceil(3.0 * sigma));
+    kernel.assign(static_cast<std::size_t>(2 * radius + 1), 0.0);
+    double sum = 0.0;
+    for (int t = -radius; t <= radius; ++t) sum += kernel[static_cast<std::size_t>(t + radius)] = std::exp(-0.5 * t * t / (sigma * sigma));
+    // blur_axis rounds its kernel to float: keep the same weights
+    for (double& w : kernel) w = static_cast<double>(static_cast<float>(w / sum));
+  }
+  AxisWeights aw;
+  aw.first.assign(static_cast<std::size_t>(target_size), -1);
+  aw.count.assign(static_cast<std::size_t>(target_size), 0);
+  const double hi = static_cast<double>(source_size - 1);
+  std::vector<double> row(static_cast<std::size_t>(source_size));
+  for (std::int64_t t = 0; t < target_size; ++t) {
+    const double c = scale * static_cast<double>(t) + offset;
+    if (c < -0.5 || c > hi + 0.5) continue;
+    const double p = std::clamp(c, 0.0, hi);
+    const std::int64_t i0 = std::min<std::int64_t>(static_cast<std::int64_t>(p), std::max<std::int64_t>(source_size - 2, 0));
+    const double f = source_size == 1 ? 0.0 : p - static_cast<double>(i0);
+    const std::int64_t i1 = source_size > 1 ? i0 + 1 : i0;
+    std::int64_t lo_u = source_size, hi_u = -1;
+    auto add = [&](std::int64_t centre, double w) {
+      if (w == 0.0) return;
+      for (int d = -radius; d <= radius; ++d) {
+        const std::int64_t u = std::clamp<std::int64_t>(centre + d, 0, source_size - 1);
+        row[static_cast<std::size_t>(u)] += w * kernel[static_cast<std::size_t>(d + radius)];
+        lo_u = std::min(lo_u, u);
+        hi_u = std::max(hi_u, u);
+      }
+    };
+    add(i0, 1.0 - f);
+    add(i1, f);
+    aw.first[static_cast<std::size_t>(t)] = static_cast<std::int64_t>(aw.taps.size());
+    for (std::int64_t u = lo_u; u <= hi_u; ++u) {
+      double& w = row[static_cast<std::size_t>(u)];
+      if (w != 0.0) aw.taps.emplace_back(u, static_cast<float>(w));
+      w = 0.0;
+    }
+    aw.count[static_cast<std::size_t>(t)] = static_cast<int>(static_cast<std::int64_t>(aw.taps.size()) - aw.first[static_cast<std::size_t>(t)]);
+  }
+  return aw;
+}
+
+// resample_linear when every target axis runs along a source axis (a signed permutation, as between a scan and its
+// canonical isotropic grid): three 1D passes, each shrinking one axis, instead of blurring the full-resolution
+// volume and interpolating it (same weights; differences are float rounding only).
+std::optional<Image<float>> resample_separable(const Image<float>& image, const Grid<Scanner>& target, float outside,
+                                               bool antialias) {
+  const Eigen::Matrix3d m = image.grid.spacing.cwiseInverse().asDiagonal() * image.grid.direction.transpose() *
+                            target.direction * target.spacing.asDiagonal();
+  const Eigen::Vector3d b = image.grid.spacing.cwiseInverse().asDiagonal() * image.grid.direction.transpose() *
+                            (target.origin - image.grid.origin);
+  std::array<int, 3> src_axis{-1, -1, -1};  // source axis of each target axis
+  for (int a = 0; a < 3; ++a) {
+    int nonzero = 0;
+    for (int r = 0; r < 3; ++r) {
+      // Entries below 1e-6 of the column count as 0 (float sform noise): at most 1e-6 x size voxels of error.
+      if (std::abs(m(r, a)) > 1e-6 * m.col(a).norm()) {
+        ++nonzero;
+        src_axis[static_cast<std::size_t>(a)] = r;
+      }
+    }
+    if (nonzero != 1) return std::nullopt;
+  }
+  if (src_axis[0] == src_axis[1] || src_axis[0] == src_axis[2] || src_axis[1] == src_axis[2]) return std::nullopt;
+
+  const Eigen::Vector3d along = spacing_along_source_axes(image.grid, target);
+  std::array<AxisWeights, 3> w;   // indexed by source axis
+  std::array<std::int64_t, 3> tn{};  // target size along each source axis
+  for (int a = 0; a < 3; ++a) {
+    const int r = src_axis[static_cast<std::size_t>(a)];
+    double sigma = 0.0;
+    const double sp = image.grid.spacing[r];
+    if (antialias && along[r] > sp * 1.01)
+      sigma = std::sqrt(along[r] * along[r] - sp * sp) / (2.0 * std::sqrt(2.0 * std::log(2.0))) / sp;
+    w[static_cast<std::size_t>(r)] = axis_weights(image.grid.size[r], target.size[a], m(r, a), b[r], sigma);
+    tn[static_cast<std::size_t>(r)] = target.size[a];
+  }
+
+  // Pass along source axis 0 (contiguous), then 1, then 2; `cur` keeps source axis order.
+  std::array<std::int64_t, 3> n{image.grid.size[0], image.grid.size[1], image.grid.size[2]};
+  std::vector<float> cur;
+  const std::vector<float>* in = &image.voxels;
+  for (int r = 0; r < 3; ++r) {
+    std::array<std::int64_t, 3> nn = n;
+    nn[static_cast<std::size_t>(r)] = tn[static_cast<std::size_t>(r)];
+    std::vector<float> next(static_cast<std::size_t>(nn[0] * nn[1] * nn[2]), 0.0f);
+    const AxisWeights& aw = w[static_cast<std::size_t>(r)];
+    const float* src = in->data();
+    float* dst = next.data();
+    if (r == 0) {
+      parallel_for(n[1] * n[2], [&](std::int64_t line) {
+        const float* s_line = src + line * n[0];
+        float* d_line = dst + line * nn[0];
+        for (std::int64_t t = 0; t < nn[0]; ++t) {
+          const std::int64_t f = aw.first[static_cast<std::size_t>(t)];
+          if (f < 0) continue;
+          float acc = 0.0f;
+          for (int q = 0; q < aw.count[static_cast<std::size_t>(t)]; ++q)
+            acc += aw.taps[static_cast<std::size_t>(f + q)].second * s_line[aw.taps[static_cast<std::size_t>(f + q)].first];
+          d_line[t] = acc;
+        }
+      });
+    } else if (r == 1) {
+      parallel_for(n[2], [&](std::int64_t k) {
+        for (std::int64_t t = 0; t < nn[1]; ++t) {
+          const std::int64_t f = aw.first[static_cast<std::size_t>(t)];
+          if (f < 0) continue;
+          float* d_row = dst + (k * nn[1] + t) * n[0];
+          for (int q = 0; q < aw.count[static_cast<std::size_t>(t)]; ++q) {
+            const auto& [u, wt] = aw.taps[static_cast<std::size_t>(f + q)];
+            const float* s_row = src + (k * n[1] + u) * n[0];
+            for (std::int64_t i = 0; i < n[0]; ++i) d_row[i] += wt * s_row[i];
+          }
+        }
+      });
+    } else {
+      const std::int64_t slice = n[0] * n[1];
+      parallel_for(nn[2], [&](std::int64_t t) {
+        const std::int64_t f = aw.first[static_cast<std::size_t>(t)];
+        if (f < 0) return;
+        float* d_slice = dst + t * slice;
+        for (int q = 0; q < aw.count[static_cast<std::size_t>(t)]; ++q) {
+          const auto& [u, wt] = aw.taps[static_cast<std::size_t>(f + q)];
+          const float* s_slice = src + u * slice;
+          for (std::int64_t v = 0; v < slice; ++v) d_slice[v] += wt * s_slice[v];
+        }
+      });
+    }
+    cur.swap(next);
+    in = &cur;
+    n = nn;
+  }
+
+  // cur[(x0, x1, x2) in source axis order] -> target order; outside where any axis is outside the source.
+  Image<float> out(target, outside);
+  std::array<std::int64_t, 3> stride_src{1, n[0], n[0] * n[1]};
+  std::array<std::int64_t, 3> st{};  // stride in cur of each target axis
+  for (int a = 0; a < 3; ++a) st[static_cast<std::size_t>(a)] = stride_src[static_cast<std::size_t>(src_axis[static_cast<std::size_t>(a)])];
+  const auto inside = [&](int a, std::int64_t t) {
+    return w[static_cast<std::size_t>(src_axis[static_cast<std::size_t>(a)])].first[static_cast<std::size_t>(t)] >= 0;
+  };
+  parallel_for(target.size[2], [&](std::int64_t k) {
+    if (!inside(2, k)) return;
+    for (std::int64_t j = 0; j < target.size[1]; ++j) {
+      if (!inside(1, j)) continue;
+      float* row = out.voxels.data() + (k * target.size[1] + j) * target.size[0];
+      const float* base = cur.data() + k * st[2] + j * st[1];
+      for (std::int64_t i = 0; i < target.size[0]; ++i)
+        if (inside(0, i)) row[i] = base[i * st[0]];
+    }
+  });
+  return out;
+}
+
 }  // namespace
 
 Image<float> resample_linear(const Image<float>& image, const Grid<Scanner>& target, float outside, bool antialias) {
+  if (std::optional<Image<float>> fast = resample_separable(image, target, outside, antialias)) return std::move(*fast);
+  return resample_linear_general(image, target, outside, antialias);
+}
+
+Image<float> resample_linear_general(const Image<float>& image, const Grid<Scanner>& target, float outside, bool antialias) {
   const Image<float>* src = &image;
   Image<float> blurred;
   if (antialias) {
@@ -228,7 +402,51 @@ MultiChannelImage<Scanner> label_fractions(const Image<std::uint8_t>& labels, co
       target.spacing.cwiseInverse().asDiagonal() * target.direction.transpose() * (labels.grid.origin - target.origin);
   const Index3 n = labels.grid.size;
   const std::size_t tv = static_cast<std::size_t>(target.voxels());
-  for (std::int64_t k = 0; k < n[2]; ++k)
+  // Axis-aligned case (a scan's label map -> its canonical grid): each target coordinate depends on one source
+  // index, so per-axis tables of linear-index offsets replace the per-voxel matrix product (same rounding).
+  std::array<int, 3> src_of{-1, -1, -1};  // source axis feeding each target axis
+  bool aligned = true;
+  for (int a = 0; a < 3 && aligned; ++a) {
+    int count = 0;
+    for (int sa = 0; sa < 3; ++sa)
+      if (std::abs(m(a, sa)) > 1e-9 * m.row(a).norm()) {
+        ++count;
+        src_of[static_cast<std::size_t>(a)] = sa;
+      }
+    aligned = count == 1;
+  }
+  aligned = aligned && src_of[0] != src_of[1] && src_of[0] != src_of[2] && src_of[1] != src_of[2];
+  if (aligned) {
+    std::array<std::vector<std::int64_t>, 3> offset;  // per source axis and index: linear offset, or -1 outside
+    const std::array<std::int64_t, 3> stride{1, target.size[0], target.size[0] * target.size[1]};
+    for (int a = 0; a < 3; ++a) {
+      const int sa = src_of[static_cast<std::size_t>(a)];
+      auto& table = offset[static_cast<std::size_t>(sa)];
+      table.assign(static_cast<std::size_t>(n[sa]), -1);
+      for (std::int64_t x = 0; x < n[sa]; ++x) {
+        const auto t = static_cast<std::int64_t>(std::floor(b[a] + m(a, sa) * static_cast<double>(x) + 0.5));
+        if (t >= 0 && t < target.size[a]) table[static_cast<std::size_t>(x)] = t * stride[static_cast<std::size_t>(a)];
+      }
+    }
+    for (std::int64_t k = 0; k < n[2]; ++k) {
+      const std::int64_t ok = offset[2][static_cast<std::size_t>(k)];
+      if (ok < 0) continue;
+      for (std::int64_t j = 0; j < n[1]; ++j) {
+        const std::int64_t oj = offset[1][static_cast<std::size_t>(j)];
+        if (oj < 0) continue;
+        const std::uint8_t* src = &labels.at(Index3{{0, j, k}});
+        for (std::int64_t i = 0; i < n[0]; ++i) {
+          const std::int64_t oi = offset[0][static_cast<std::size_t>(i)];
+          if (oi < 0) continue;
+          const auto v = static_cast<std::size_t>(ok + oj + oi);
+          total[v] += 1.0f;
+          const int label = src[i];
+          if (label >= 1 && label <= classes) out.data[static_cast<std::size_t>(label - 1) * tv + v] += 1.0f;
+        }
+      }
+    }
+  }
+  for (std::int64_t k = 0; k < n[2] && !aligned; ++k)
     for (std::int64_t j = 0; j < n[1]; ++j) {
       const Eigen::Vector3d row0 = m * Eigen::Vector3d(0.0, static_cast<double>(j), static_cast<double>(k)) + b;
       const std::uint8_t* src = &labels.at(Index3{{0, j, k}});

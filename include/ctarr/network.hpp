@@ -39,7 +39,31 @@ struct SlidingWindowOptions {
   int patch_size = 64;
   double overlap = 0.5;       // fraction of the patch shared by neighbouring tiles
   double sigma_fraction = 0.125;  // Gaussian weight sigma = patch * sigma_fraction
+  // Fast path: a tile whose channel-0 input never exceeds this value is not run; it contributes a one-hot
+  // output channel 0 (background) instead, with the same Gaussian weight. Tile positions stay those of the
+  // reference layout, so every voxel that lies in no skipped tile gets exactly the reference's value, and the
+  // others are (for the card's first window, -500..1300 HU, and 0) voxels in air. Negative: run every tile.
+  float skip_tile_max_input = -1.0f;
 };
+
+// Arithmetic used inside the network. BFloat16: convolutions in bfloat16 under LibTorch autocast (norms, softmax
+// and the tile average stay float32); on CPU only worth it where oneDNN has native bfloat16 (AVX512-BF16, AMX).
+enum class Precision { Float32, BFloat16 };
+
+struct PredictOptions {
+  SlidingWindowOptions window;
+  Precision precision = Precision::Float32;
+};
+
+// The reference inference of a card: its patch, 50 % overlap, every tile, float32.
+PredictOptions reference_predict_options(const ModelCard& card);
+// The fast path (docs/PERFORMANCE.md): the reference's tile layout (other layouts change the output: InstanceNorm
+// statistics are per tile), tiles holding no voxel above -500 HU skipped, bfloat16 where `device` has native
+// support (CUDA, or a CPU with AVX512-BF16/AMX), float32 otherwise.
+PredictOptions fast_predict_options(const ModelCard& card, const std::string& device);
+
+// True when this CPU has native bfloat16 arithmetic (AVX512-BF16 or AMX-BF16).
+bool cpu_has_native_bfloat16();
 
 // Predicts out_channels values for one patch: input [in_channels, p, p, p] (k, j, i order, i fastest),
 // output [out_channels, p, p, p]. Lets tiling be tested without a model.
@@ -100,6 +124,8 @@ class Network {
   // Softmax probabilities (1 + classes channels) on input's grid; input has one channel per window.
   // Sliding window (softmax per tile, then Gaussian-weighted average). options.patch_size must be divisible by 8.
   MultiChannelImage<Scanner> predict(const MultiChannelImage<Scanner>& input, const SlidingWindowOptions& options = {}) const;
+  // Same, with a precision (and the fast path's tile skipping when options.window says so).
+  MultiChannelImage<Scanner> predict(const MultiChannelImage<Scanner>& input, const PredictOptions& options) const;
 
   // Raw logits of one tensor-shaped input [1, C, D, H, W] given as flat data (for golden tests); returns
   // [1, out_channels, D, H, W] flat. D, H, W must be divisible by 8.

@@ -36,6 +36,7 @@ struct PipelineOptions {
   std::string atlas_dir;    // empty: <data>/atlas
   std::string regions_dir;  // empty: <data>/regions
   DeviceSpec device;
+  bool reference_inference = false;  // true: every tile in float32 (the reference); false: fast_predict_options
   LandmarkOptions landmarks;
   RefineOptions refine;
 };

@@ -37,7 +37,13 @@ Grid<Scanner> isotropic_grid(const Grid<Scanner>& grid, double spacing_mm);
 
 // Trilinear resampling of `image` onto `target` (same frame). When a target voxel is coarser than the source
 // along an axis, the source is first smoothed with a Gaussian (anti-aliasing). Outside the source: `outside`.
+// When target's axes run along source axes (a signed permutation, e.g. a scan -> its canonical isotropic grid), this
+// takes a separable path (blur and interpolation folded into three 1D passes that shrink one axis each), equal to
+// resample_linear_general up to float rounding.
 Image<float> resample_linear(const Image<float>& image, const Grid<Scanner>& target, float outside, bool antialias = true);
+// The general path (any pair of directions): blur the full-resolution copy, then trilinear interpolation.
+Image<float> resample_linear_general(const Image<float>& image, const Grid<Scanner>& target, float outside,
+                                     bool antialias = true);
 
 // Nearest-neighbour resampling (labels).
 template <class T>

@@ -186,6 +186,33 @@ TEST(SlidingWindow, BatchedAndSingleTileRunsAgree) {
   EXPECT_EQ(single.data, batched.data);
 }
 
+TEST(SlidingWindow, AirTilesAreSkippedAndEveryOtherVoxelKeepsTheReferenceValue) {
+  // Channel 0 is 0 (air) for i < 20: with 8^3 tiles every 4 voxels, the tiles starting at i <= 12 hold only air.
+  const int p = 8;
+  MultiChannelImage<Scanner> in = random_image(Index3{{40, 12, 13}}, 2);
+  const auto nx = in.grid.size[0];
+  const auto voxels = static_cast<std::size_t>(in.grid.voxels());
+  for (std::size_t v = 0; v < voxels; ++v)
+    if (static_cast<std::int64_t>(v) % nx < 20) in.data[v] = 0.0f;
+  const auto predict = [&](const float* x, float* y) { identity_ish(p, x, y); };
+  const auto reference = sliding_window(in, 3, predict, window(p));
+  SlidingWindowOptions skip = window(p);
+  skip.skip_tile_max_input = 0.0f;
+  int calls = 0;
+  const auto fast = sliding_window(in, 3, [&](const float* x, float* y) { ++calls; predict(x, y); }, skip);
+  const std::size_t rows = sliding_window_starts(12, p, 0.5).size() * sliding_window_starts(13, p, 0.5).size();
+  EXPECT_EQ(static_cast<std::size_t>(calls), (sliding_window_starts(40, p, 0.5).size() - 4) * rows);  // i0 = 0, 4, 8, 12
+  for (std::size_t v = 0; v < voxels; ++v) {
+    const auto i = static_cast<std::int64_t>(v) % nx;
+    if (i >= 20) {  // only in run tiles: exactly the reference
+      for (int c = 0; c < 3; ++c) ASSERT_EQ(fast.data[static_cast<std::size_t>(c) * voxels + v], reference.data[static_cast<std::size_t>(c) * voxels + v]) << v;
+    } else if (i < 16) {  // only in skipped tiles: background
+      ASSERT_FLOAT_EQ(fast.data[v], 1.0f) << v;
+      ASSERT_FLOAT_EQ(fast.data[voxels + v], 0.0f) << v;
+    }
+  }
+}
+
 TEST(SlidingWindow, InvalidOptionsAreUsageErrors) {
   const MultiChannelImage<Scanner> in = random_image(Index3{{4, 4, 4}}, 1);
   auto noop = [](const float*, float*) {};
