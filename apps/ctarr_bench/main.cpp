@@ -288,15 +288,23 @@ int main(int argc, char** argv) {
         std::printf("fit of the reference refused: %s\n", e.what());
       }
     }
-    CropRequest req;
-    req.regions = {region};
-    req.out_dir = out_dir;
-    Region r = find_region(pipeline.options().regions_dir, region);
-    const auto outcomes = timed("crop + write (" + region + ")", [&] {
-      return crop_regions(scan, fit, {r}, req, "bench", pipeline.atlas().id, s.source);
+    // crop + write as the crop command does it (map the region's boxes, cut the original voxels, write atomically)
+    const Region r = find_region(pipeline.options().regions_dir, region);
+    const auto written = timed("crop + write (" + region + ")", [&] {
+      std::vector<std::string> files;
+      CropOptions options;
+      options.margin_mm = r.margin_mm;
+      const Affine<Atlas, Scanner> atlas_to_scanner = fit.scanner_to_atlas.inverse();
+      for (std::size_t k = 0; k < r.boxes.size(); ++k) {
+        const MappedBox m = map_box(r.boxes[k], atlas_to_scanner, scan.image.grid, options);
+        if (m.misses_scan) continue;
+        const std::string path = (fs::path(out_dir) / (region + "_" + std::to_string(k) + ".nii.gz")).string();
+        write_image(crop_image(scan.image, m, options, -1024.0f), path, scan.info.stored_type);
+        files.push_back(path);
+      }
+      return files;
     });
-    for (const auto& o : outcomes)
-      for (const auto& f : o.files) std::printf("  wrote %s\n", f.c_str());
+    for (const std::string& f : written) std::printf("  wrote %s\n", f.c_str());
 
     double total = 0.0;
     for (const Stage& st : stages)
