@@ -113,8 +113,9 @@ TEST_P(CliBadInput, ClearMessageNonZeroExitNoOutput) {
                                      (extra.empty() ? " -o " + out_dir : extra)), &out);
   EXPECT_EQ(code, GetParam().exit_code) << out;
   EXPECT_NE(out.find("error"), std::string::npos) << out;
-  if (name != "unknown_region" && name != "output_not_writable")
+  if (name != "unknown_region" && name != "output_not_writable") {
     EXPECT_NE(out.find(input), std::string::npos) << "message must name the file: " << out;
+  }
   EXPECT_FALSE(folder_has_images(out_dir)) << out;
 }
 
