@@ -112,6 +112,7 @@ std::string Pipeline::model_id() {
 }
 
 Segmentation Pipeline::segment(const Scan& scan) {
+  require_body(scan);  // an all-air scan: say so before loading and running the network
   model_id();  // loads the network once
   // 1. canonical orientation, 3 mm, windows
   PreprocessOptions pre;

@@ -313,10 +313,24 @@ bool read_nifti_voxels(const std::string& path, std::size_t expected_values, Raw
     case 64: case 1024: case 1280: bytes_per_value = 8; break;
     default: return false;
   }
-  if (!(vox_offset >= 348.0) || gzseek(f, static_cast<z_off_t>(vox_offset), SEEK_SET) < 0)
+  // Bound vox_offset before converting it (a float far beyond z_off_t is undefined behaviour to convert).
+  if (!(vox_offset >= 348.0) || !(vox_offset < 1099511627776.0) ||
+      gzseek(f, static_cast<z_off_t>(vox_offset), SEEK_SET) < 0)
     throw Error(ErrorCode::UnreadableInput, path + ": the file ends before its voxel data (vox_offset " + std::to_string(vox_offset) + ")");
 
   const std::size_t total_bytes = nvox * bytes_per_value;
+  // Before allocating: can the file hold what the header declares? Uncompressed, its size says so; compressed,
+  // deflate expands at most 1032:1. A lying or truncated header must not cost a giant allocation first.
+  {
+    std::error_code ec;
+    const std::uintmax_t on_disk = fs::file_size(path, ec);
+    const double needed = vox_offset + static_cast<double>(total_bytes);
+    const double can_hold = gzdirect(f) ? static_cast<double>(on_disk) : 1032.0 * static_cast<double>(on_disk) + 65536.0;
+    if (!ec && needed > can_hold)
+      throw Error(ErrorCode::UnreadableInput,
+                  path + ": the file is truncated or its header is wrong: it declares " + std::to_string(total_bytes) +
+                      " bytes of voxel data but the file (" + std::to_string(on_disk) + " bytes) cannot hold them");
+  }
   std::vector<char> raw(total_bytes);
   std::size_t done = 0;
   while (done < total_bytes) {
