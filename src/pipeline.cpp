@@ -154,7 +154,12 @@ Fit Pipeline::fit(const Segmentation& segmentation) const {
   Fit f;
   // 1. landmarks and the orientation search
   const Landmarks<Scanner> scan_lm = extract_landmarks(segmentation.soft_masks);
-  f.initial = initial_fit(scan_lm, atlas_.landmarks, options_.landmarks);
+  try {
+    f.initial = initial_fit(scan_lm, atlas_.landmarks, options_.landmarks);
+  } catch (const Error& e) {  // name where the (missing) anatomy came from
+    if (e.code() != ErrorCode::FitFailed) throw;
+    throw Error(ErrorCode::FitFailed, std::string(e.what()) + " (segmentation: " + segmentation.source + ")");
+  }
   // 2. Dice refinement of scale and translation
   f.refined = refine_transform(segmentation.soft_masks, fit_target_, f.initial, options_.refine);
   f.scanner_to_atlas = f.refined.scanner_to_atlas();

@@ -248,6 +248,26 @@ MultiChannelImage<Scanner> label_fractions(const Image<std::uint8_t>& labels, co
     for (std::size_t v = 0; v < tv; ++v)
       if (total[v] > 0.0f) ch[v] /= total[v];
   }
+  // Labels coarser than the target (a 6 mm or 5 mm-slice label map on the 3 mm grid) leave target voxels that no
+  // label voxel centre falls in: without this, up to 7 of 8 of them stayed 0 and every class looked too small
+  // ("no anatomy recognised"). Give each such voxel inside the label grid the label of its nearest label voxel.
+  const Eigen::Matrix3d to_label = labels.grid.spacing.cwiseInverse().asDiagonal() * labels.grid.direction.transpose() *
+                                   target.direction * target.spacing.asDiagonal();
+  const Eigen::Vector3d label_b = labels.grid.spacing.cwiseInverse().asDiagonal() * labels.grid.direction.transpose() *
+                                  (target.origin - labels.grid.origin);
+  for (std::int64_t k = 0; k < target.size[2]; ++k)
+    for (std::int64_t j = 0; j < target.size[1]; ++j)
+      for (std::int64_t i = 0; i < target.size[0]; ++i) {
+        const Index3 t{{i, j, k}};
+        const std::size_t v = target.linear(t);
+        if (total[v] > 0.0f) continue;
+        const Eigen::Vector3d c = to_label * Eigen::Vector3d(static_cast<double>(i), static_cast<double>(j), static_cast<double>(k)) + label_b;
+        Index3 s;
+        for (int a = 0; a < 3; ++a) s[a] = static_cast<std::int64_t>(std::floor(c[a] + 0.5));
+        if (!labels.grid.contains(s)) continue;
+        const int label = labels.at(s);
+        if (label >= 1 && label <= classes) out.data[static_cast<std::size_t>(label - 1) * tv + v] = 1.0f;
+      }
   return out;
 }
 

@@ -2,6 +2,7 @@
 // the hand-written parsers found (region JSON, crop record JSON, model card, the own NIfTI reader).
 #include "ctarr/io.hpp"
 #include "ctarr/network.hpp"
+#include "ctarr/preprocess.hpp"
 #include "ctarr/record.hpp"
 #include "ctarr/regions.hpp"
 #include "support/support.hpp"
@@ -193,6 +194,25 @@ TEST(NiftiReader, DeclaredSizeBeyondWhatTheFileCanHoldIsRefusedBeforeAllocating)
     if (name == "a.nii.gz") run_command("gzip -f " + dir.file("lying.nii"));
     const std::string path = dir.file(name == "a.nii" ? "lying.nii" : "lying.nii.gz");
     expect_error([&] { read_scan(path); }, ErrorCode::UnreadableInput, {path, "cannot hold"});
+  }
+}
+
+// ---- label maps coarser than the 3 mm grid ----------------------------------------------------------------------
+
+TEST(LabelFractions, LabelMapCoarserThanTheTargetFillsEveryCoveredVoxel) {
+  // A 6 mm label map, all label 1, onto a 3 mm grid over the same extent: every target voxel is fully label 1.
+  // Splatting label voxel centres alone reached 1 target voxel in 8 ("no anatomy recognised" with --seg).
+  Grid<Scanner> coarse;
+  coarse.size = {{4, 4, 4}};
+  coarse.spacing = Eigen::Vector3d::Constant(6.0);
+  Grid<Scanner> fine;
+  fine.size = {{8, 8, 8}};
+  fine.spacing = Eigen::Vector3d::Constant(3.0);
+  fine.origin = Eigen::Vector3d::Constant(-1.5);
+  const MultiChannelImage<Scanner> f = label_fractions(Image<std::uint8_t>(coarse, 1), fine, 2);
+  for (std::size_t v = 0; v < static_cast<std::size_t>(fine.voxels()); ++v) {
+    ASSERT_FLOAT_EQ(f.channel(0)[v], 1.0f) << "voxel " << v;
+    ASSERT_FLOAT_EQ(f.channel(1)[v], 0.0f) << "voxel " << v;
   }
 }
 
