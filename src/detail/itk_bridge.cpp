@@ -289,7 +289,12 @@ bool read_nifti_voxels(const std::string& path, std::size_t expected_values, Raw
     if (load<std::int32_t>(h, true) != 348) return false;  // NIfTI-2 or something else: let ITK read it
     swap = true;
   }
-  if (std::memcmp(h + 344, "n+1", 4) != 0) return false;  // header/image pair
+  if (std::memcmp(h + 344, "ni1", 4) == 0) return false;  // header/image pair: ITK reads it
+  // No NIfTI magic: niftilib would read it as Analyze 7.5, whose orientation is undefined (a silent flip risk).
+  if (std::memcmp(h + 344, "n+1", 4) != 0)
+    throw Error(ErrorCode::UnreadableInput,
+                path + ": not a NIfTI-1 file: the header's magic is not \"n+1\" (an Analyze 7.5 header, or corrupt); "
+                       "Analyze images have no reliable orientation: convert to NIfTI with the orientation checked");
   const int ndim = load<std::int16_t>(h + 40, swap);
   std::size_t nvox = 1;
   for (int d = 1; d <= ndim && d <= 7; ++d) nvox *= static_cast<std::size_t>(std::max<std::int16_t>(1, load<std::int16_t>(h + 40 + 2 * d, swap)));
