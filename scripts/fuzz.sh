@@ -71,7 +71,7 @@ status=0
 for t in "${targets[@]}"; do
   mkdir -p "$corpus/$t" "build-fuzz/crashes/$t"
   echo "== $t: ${seconds}s"
-  if ! TMPDIR=/tmp build-fuzz/tests/fuzz/"$t" "$corpus/$t" -max_total_time="$seconds" -max_len=65536 -rss_limit_mb=4096 \
+  if ! TMPDIR=/tmp LSAN_OPTIONS=suppressions="$PWD/tests/lsan.supp" build-fuzz/tests/fuzz/"$t" "$corpus/$t" -max_total_time="$seconds" -max_len=65536 -rss_limit_mb=4096 \
        -artifact_prefix="build-fuzz/crashes/$t/" -print_final_stats=1 2>"build-fuzz/$t.log"; then
     status=1
     echo "   FOUND something: see build-fuzz/$t.log and build-fuzz/crashes/$t/"

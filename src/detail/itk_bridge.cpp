@@ -371,6 +371,34 @@ bool read_nifti_voxels(const std::string& path, std::size_t expected_values, Raw
   return true;
 }
 
+// ITK's NIfTI reader aborts the process (a vnl assertion in its SVD) on a NaN or infinite qform/sform or pixdim
+// (found by fuzz_read_nifti). Check those header fields before ITK sees them.
+void check_nifti_header_finite(const std::string& path) {
+  gzFile f = gzopen(path.c_str(), "rb");
+  if (!f) return;  // ITK reports what is wrong with it
+  struct Closer {
+    gzFile f;
+    ~Closer() { gzclose(f); }
+  } closer{f};
+  char h[348];
+  if (gzread(f, h, sizeof h) != static_cast<int>(sizeof h)) return;
+  bool swap = false;
+  if (load<std::int32_t>(h, false) != 348) {
+    if (load<std::int32_t>(h, true) != 348) return;  // NIfTI-2 or not NIfTI
+    swap = true;
+  }
+  auto finite_floats = [&](int offset, int count) {
+    for (int n = 0; n < count; ++n)
+      if (!std::isfinite(load<float>(h + offset + 4 * n, swap))) return false;
+    return true;
+  };
+  // pixdim[0..3] (76), quatern_b..qoffset_z (256), srow_x/y/z (280)
+  if (!finite_floats(76, 4) || !finite_floats(256, 6) || !finite_floats(280, 12))
+    throw Error(ErrorCode::UnsupportedGeometry,
+                path + ": the header's voxel spacing or orientation (pixdim, qform or sform) holds NaN or infinite "
+                       "values; fix the header");
+}
+
 // MetaIO reports a short read on std::cerr and carries on; check the data length against the header first.
 void check_meta_image_complete(const std::string& path, std::uint64_t expected_bytes) {
   std::ifstream in(path, std::ios::binary);
@@ -436,6 +464,7 @@ RawImage read_image_file(const std::string& path, ReadKind kind) {
   }
 
   io->SetFileName(path);
+  if (std::string(io->GetNameOfClass()) == "NiftiImageIO") check_nifti_header_finite(path);
   try {
     io->ReadImageInformation();
   } catch (const itk::ExceptionObject& e) {

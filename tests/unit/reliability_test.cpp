@@ -13,6 +13,7 @@
 #include <filesystem>
 #include <fstream>
 #include <functional>
+#include <limits>
 #include <map>
 #include <string>
 #include <vector>
@@ -181,6 +182,20 @@ TEST(NiftiReader, HugeVoxOffsetIsRefusedNotConvertedOutOfRange) {
   std::memcpy(b.data() + 108, &offset, 4);
   std::ofstream(dir.file("a.nii"), std::ios::binary).write(b.data(), static_cast<std::streamsize>(b.size()));
   expect_error([&] { read_scan(dir.file("a.nii")); }, ErrorCode::UnreadableInput, {dir.file("a.nii")});
+}
+
+TEST(NiftiReader, NonFiniteOrientationIsRefusedNotAnAbortInsideItk) {
+  // fuzz_read_nifti: a NaN in the sform made ITK's SVD assert and abort the process.
+  TempDir dir;
+  write_image(filled(-1000.0f), dir.file("a.nii"));
+  const std::vector<char> good = bytes_of(dir.file("a.nii"));
+  for (const std::size_t offset : {std::size_t{80}, std::size_t{256}, std::size_t{268}, std::size_t{280}, std::size_t{316}}) {
+    std::vector<char> b = good;
+    const float bad = offset == 268 ? std::numeric_limits<float>::infinity() : std::numeric_limits<float>::quiet_NaN();
+    std::memcpy(b.data() + offset, &bad, 4);
+    std::ofstream(dir.file("bad.nii"), std::ios::binary | std::ios::trunc).write(b.data(), static_cast<std::streamsize>(b.size()));
+    expect_error([&] { read_scan(dir.file("bad.nii")); }, ErrorCode::UnsupportedGeometry, {dir.file("bad.nii")});
+  }
 }
 
 TEST(NiftiReader, DeclaredSizeBeyondWhatTheFileCanHoldIsRefusedBeforeAllocating) {
