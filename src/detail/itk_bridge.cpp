@@ -382,9 +382,12 @@ void check_nifti_header_finite(const std::string& path) {
   } closer{f};
   char h[348];
   if (gzread(f, h, sizeof h) != static_cast<int>(sizeof h)) return;
+  if (load<std::int32_t>(h, false) == 540 || load<std::int32_t>(h, true) == 540) return;  // NIfTI-2: other layout
+  // Byte order as niftilib decides it: from dim[0] (1..7), not sizeof_hdr, which it does not insist on.
+  const auto dim0 = load<std::int16_t>(h + 40, false), dim0_swapped = load<std::int16_t>(h + 40, true);
   bool swap = false;
-  if (load<std::int32_t>(h, false) != 348) {
-    if (load<std::int32_t>(h, true) != 348) return;  // NIfTI-2 or not NIfTI
+  if (dim0 < 1 || dim0 > 7) {
+    if (dim0_swapped < 1 || dim0_swapped > 7) return;  // ITK refuses it
     swap = true;
   }
   auto finite_floats = [&](int offset, int count) {

@@ -196,6 +196,19 @@ TEST(NiftiReader, NonFiniteOrientationIsRefusedNotAnAbortInsideItk) {
     std::ofstream(dir.file("bad.nii"), std::ios::binary | std::ios::trunc).write(b.data(), static_cast<std::streamsize>(b.size()));
     expect_error([&] { read_scan(dir.file("bad.nii")); }, ErrorCode::UnsupportedGeometry, {dir.file("bad.nii")});
   }
+  // The fuzzer's second find: the same with a garbage sizeof_hdr, which niftilib does not insist on.
+  std::vector<char> b = good;
+  const std::int32_t garbage = 385876316;
+  const float nan = std::numeric_limits<float>::quiet_NaN();
+  std::memcpy(b.data(), &garbage, 4);
+  std::memcpy(b.data() + 284, &nan, 4);
+  std::ofstream(dir.file("bad.nii"), std::ios::binary | std::ios::trunc).write(b.data(), static_cast<std::streamsize>(b.size()));
+  try {
+    read_scan(dir.file("bad.nii"));
+    ADD_FAILURE() << "accepted";
+  } catch (const Error& e) {
+    EXPECT_NE(std::string(e.what()).find(dir.file("bad.nii")), std::string::npos) << e.what();
+  }
 }
 
 TEST(NiftiReader, DeclaredSizeBeyondWhatTheFileCanHoldIsRefusedBeforeAllocating) {
