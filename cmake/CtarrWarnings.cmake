@@ -1,10 +1,14 @@
-# ctarr_set_warnings(target): the project's warning flags, and sanitizers when CTARR_SANITIZERS is ON.
+# ctarr_set_warnings(target): the project's warning flags, and sanitizers when CTARR_SANITIZERS is ON (or
+# CTARR_FUZZ, which adds libFuzzer's coverage instrumentation).
 function(ctarr_set_warnings target)
   target_compile_options(${target} PRIVATE -Wall -Wextra -Wpedantic -Wno-unused-parameter)
   if(CTARR_WARNINGS_AS_ERRORS)
     target_compile_options(${target} PRIVATE -Werror)
   endif()
-  if(CTARR_SANITIZERS)
+  if(CTARR_FUZZ)
+    target_compile_options(${target} PRIVATE -fsanitize=fuzzer-no-link,address,undefined -fno-omit-frame-pointer)
+    target_link_options(${target} PRIVATE -fsanitize=address,undefined)
+  elseif(CTARR_SANITIZERS)
     target_compile_options(${target} PRIVATE -fsanitize=address,undefined -fno-omit-frame-pointer)
     target_link_options(${target} PRIVATE -fsanitize=address,undefined)
   endif()

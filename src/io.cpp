@@ -300,10 +300,42 @@ Scan read_scan(const std::string& path) {
   const std::string nan_warning = replace_non_finite(scan.image.voxels, path);
   if (!nan_warning.empty()) scan.info.warnings.push_back(nan_warning);
   scan.info.stored_type = choose_stored_type(raw.stored_type, scan.image.voxels);
+  if (const IntensityCheck c = check_ct_intensities(scan.image); !c.warning.empty()) scan.info.warnings.push_back(c.warning);
   scan.info.series_uid = raw.series_uid;
   scan.info.series_description = raw.series_description;
   scan.info.slices_read = raw.slices_read;
   return scan;
+}
+
+IntensityCheck check_ct_intensities(const Image<float>& image) {
+  IntensityCheck c;
+  if (image.voxels.empty()) return c;
+  std::size_t body = 0, air = 0;
+  c.min_value = c.max_value = image.voxels.front();
+  for (float v : image.voxels) {
+    body += v > kBodyThresholdHu;
+    air += v < kAirThresholdHu;
+    c.min_value = std::min(c.min_value, v);
+    c.max_value = std::max(c.max_value, v);
+  }
+  const auto n = static_cast<double>(image.voxels.size());
+  c.body_fraction = static_cast<double>(body) / n;
+  c.air_fraction = static_cast<double>(air) / n;
+  if (c.air_fraction < kMinAirFraction)
+    c.warning = "the intensities (" + std::to_string(c.min_value) + " to " + std::to_string(c.max_value) +
+                ") do not look like CT in Hounsfield units: no air below " + std::to_string(static_cast<int>(kAirThresholdHu)) +
+                " HU. An MR or PET image, or a CT without its rescale slope/intercept? The network expects HU";
+  return c;
+}
+
+void require_body(const Scan& scan) {
+  const IntensityCheck c = check_ct_intensities(scan.image);
+  if (c.body_fraction < kMinBodyFraction)
+    throw Error(ErrorCode::FitFailed,
+                scan.info.path + ": no body in the scan: only " + std::to_string(100.0 * c.body_fraction) +
+                    " % of the voxels are above " + std::to_string(static_cast<int>(kBodyThresholdHu)) +
+                    " HU (values " + std::to_string(c.min_value) + " to " + std::to_string(c.max_value) +
+                    "); nothing to segment");
 }
 
 Image<std::uint16_t> read_label_map(const std::string& path) {

@@ -206,7 +206,8 @@ ModelCard read_model_card(const std::string& path) {
     card.id = id.get<std::string>();
 
     const json& classes = require(j, "classes", path);
-    if (!classes.is_array() || classes.empty()) card_fail(path, "\"classes\" must be a non-empty array of names");
+    if (!classes.is_array() || classes.empty() || classes.size() > 1000)
+      card_fail(path, "\"classes\" must be a non-empty array of at most 1000 names");
     for (const json& c : classes) {
       if (!c.is_string() || c.get<std::string>().empty()) card_fail(path, "\"classes\" entries must be non-empty strings");
       card.classes.push_back(c.get<std::string>());
@@ -221,22 +222,26 @@ ModelCard read_model_card(const std::string& path) {
     if (!windows.is_array() || windows.empty()) card_fail(path, "\"windows_hu\" must be a non-empty array of [lower, upper]");
     card.windows_hu.clear();
     for (const json& w : windows) {
+      // Bounded so that the float conversion below is defined (1e300 does not fit a float).
       if (!w.is_array() || w.size() != 2 || !w[0].is_number() || !w[1].is_number() ||
-          !(w[0].get<double>() < w[1].get<double>()))
-        card_fail(path, "each \"windows_hu\" entry must be [lower, upper] HU with lower < upper");
+          !(w[0].get<double>() < w[1].get<double>()) || !(std::abs(w[0].get<double>()) <= 1e6) ||
+          !(std::abs(w[1].get<double>()) <= 1e6))
+        card_fail(path, "each \"windows_hu\" entry must be [lower, upper] HU with lower < upper, |HU| <= 1e6");
       card.windows_hu.emplace_back(w[0].get<float>(), w[1].get<float>());
     }
 
     const json& patch = require(j, "patch_size", path);
-    if (!patch.is_number_integer() || patch.get<int>() < 8 || patch.get<int>() % 8 != 0)
-      card_fail(path, "\"patch_size\" must be a positive multiple of 8");
+    if (!patch.is_number_integer() || patch.get<std::int64_t>() < 8 || patch.get<std::int64_t>() > 512 ||
+        patch.get<std::int64_t>() % 8 != 0)
+      card_fail(path, "\"patch_size\" must be a multiple of 8 from 8 to 512");
     card.patch_size = patch.get<int>();
 
     const json& filters = require(j, "filters", path);
     if (!filters.is_array() || filters.size() != 4) card_fail(path, "\"filters\" must list 4 stage widths");
     for (std::size_t s = 0; s < 4; ++s) {
-      if (!filters[s].is_number_integer() || filters[s].get<int>() < 1)
-        card_fail(path, "\"filters\" entries must be positive integers");
+      // Bounded: a corrupt card must not make LibTorch allocate a network of billions of channels.
+      if (!filters[s].is_number_integer() || filters[s].get<std::int64_t>() < 1 || filters[s].get<std::int64_t>() > 4096)
+        card_fail(path, "\"filters\" entries must be integers from 1 to 4096");
       card.filters[s] = filters[s].get<int>();
     }
 

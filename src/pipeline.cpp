@@ -123,6 +123,7 @@ std::string Pipeline::model_id() {
 }
 
 Segmentation Pipeline::segment(const Scan& scan) {
+  require_body(scan);  // an all-air scan: say so before loading and running the network
   model_id();  // loads the network once
   // 1. canonical orientation, 3 mm, windows
   PreprocessOptions pre;
@@ -165,7 +166,12 @@ Fit Pipeline::fit(const Segmentation& segmentation) const {
   Fit f;
   // 1. landmarks and the orientation search
   const Landmarks<Scanner> scan_lm = extract_landmarks(segmentation.soft_masks);
-  f.initial = initial_fit(scan_lm, atlas_.landmarks, options_.landmarks);
+  try {
+    f.initial = initial_fit(scan_lm, atlas_.landmarks, options_.landmarks);
+  } catch (const Error& e) {  // name where the (missing) anatomy came from
+    if (e.code() != ErrorCode::FitFailed) throw;
+    throw Error(ErrorCode::FitFailed, std::string(e.what()) + " (segmentation: " + segmentation.source + ")");
+  }
   // 2. Dice refinement of scale and translation
   f.refined = refine_transform(segmentation.soft_masks, atlas_.masks, f.initial, options_.refine);
   f.scanner_to_atlas = f.refined.scanner_to_atlas();

@@ -8,10 +8,12 @@
 #include <nlohmann/json.hpp>
 
 #include <cstdio>
-#include <fstream>
+#include <cstdlib>
 #include <filesystem>
+#include <fstream>
 #include <set>
 #include <sstream>
+#include <stdexcept>
 
 namespace ctarr {
 
@@ -37,8 +39,30 @@ json grid(const Grid<Scanner>& g) {
 }
 json index_box(const IndexBox& b) { return {{"start", idx(b.start)}, {"end", idx(b.end)}}; }
 
-Eigen::Vector3d read_vec(const json& j) { return {j.at(0).get<double>(), j.at(1).get<double>(), j.at(2).get<double>()}; }
-Index3 read_idx(const json& j) { return Index3{{j.at(0).get<std::int64_t>(), j.at(1).get<std::int64_t>(), j.at(2).get<std::int64_t>()}}; }
+// Readers for parse_crop_record: exact types (a float where an index belongs, or one beyond int64, is malformed,
+// not silently truncated: converting 1e300 to int64 is undefined behaviour).
+[[noreturn]] void malformed(const std::string& what) { throw std::invalid_argument(what); }
+Eigen::Vector3d read_vec(const json& j) {
+  if (!j.is_array() || j.size() != 3) malformed("expected an array of 3 numbers, got " + j.dump());
+  Eigen::Vector3d v;
+  for (int a = 0; a < 3; ++a) {
+    if (!j[static_cast<std::size_t>(a)].is_number()) malformed("expected numbers, got " + j.dump());
+    v[a] = j[static_cast<std::size_t>(a)].get<double>();
+  }
+  return v;
+}
+Index3 read_idx(const json& j) {
+  if (!j.is_array() || j.size() != 3) malformed("expected an array of 3 integers, got " + j.dump());
+  Index3 i{};
+  for (int a = 0; a < 3; ++a) {
+    const json& e = j[static_cast<std::size_t>(a)];
+    if (!e.is_number_integer() || (e.is_number_unsigned() && e.get<std::uint64_t>() > 1ull << 40) ||
+        std::llabs(e.get<std::int64_t>()) > 1ll << 40)
+      malformed("expected an array of 3 integers (|i| <= 2^40), got " + j.dump());
+    i[a] = e.get<std::int64_t>();
+  }
+  return i;
+}
 
 json faces(const std::array<std::int64_t, 6>& counts) {
   json f = json::object();
@@ -354,8 +378,12 @@ ParsedCropRecord parse_crop_record(const std::string& path, const std::string& t
     p.input_grid.origin = read_vec(g.at("origin_mm"));
     p.input_grid.spacing = read_vec(g.at("spacing_mm"));
     for (int r = 0; r < 3; ++r) p.input_grid.direction.row(r) = read_vec(g.at("direction").at(r)).transpose();
+    validate_grid(p.input_grid, "input.grid");
+    if (!j.at("boxes").is_array()) malformed("\"boxes\" is not an array");
     for (const json& b : j.at("boxes")) {
       IndexBox range{read_idx(b.at("index_box_written").at("start")), read_idx(b.at("index_box_written").at("end"))};
+      for (int a = 0; a < 3; ++a)
+        if (range.start[a] > range.end[a]) malformed("a box has index_box_written start > end");
       p.boxes.emplace_back(range, b.at("file").get<std::string>());
       p.label_files.push_back(b.value("label_file", ""));
     }
@@ -370,6 +398,10 @@ ParsedCropRecord parse_crop_record(const std::string& path, const std::string& t
     p.options.z_only = o.value("z_only", false);
     return p;
   } catch (const json::exception& e) {
+    throw Error(ErrorCode::UnreadableInput, "crop record " + path + " is malformed: " + e.what());
+  } catch (const std::invalid_argument& e) {
+    throw Error(ErrorCode::UnreadableInput, "crop record " + path + " is malformed: " + e.what());
+  } catch (const Error& e) {  // validate_grid: zero/NaN spacing, non-orthonormal direction, empty size
     throw Error(ErrorCode::UnreadableInput, "crop record " + path + " is malformed: " + e.what());
   }
 }

@@ -7,6 +7,7 @@
 #include <nlohmann/json.hpp>
 
 #include <algorithm>
+#include <cmath>
 #include <filesystem>
 
 namespace ctarr {
@@ -22,7 +23,8 @@ Eigen::Vector3d vec3(const json& j, const std::string& what) {
   for (int a = 0; a < 3; ++a) {
     if (!j[static_cast<std::size_t>(a)].is_number()) throw std::invalid_argument(what + " must hold numbers");
     v[a] = j[static_cast<std::size_t>(a)].get<double>();
-    if (!std::isfinite(v[a])) throw std::invalid_argument(what + " must be finite");
+    // |x| <= 100 m: atlas boxes are a body's size; larger values would overflow index arithmetic downstream.
+    if (!std::isfinite(v[a]) || std::abs(v[a]) > 1e5) throw std::invalid_argument(what + " must be finite, within +-1e5 mm");
   }
   return v;
 }
@@ -36,14 +38,20 @@ Region load_region(const std::string& path) {
     if (!j.is_object()) throw std::invalid_argument("the file must hold a JSON object");
     Region r;
     r.name = j.at("name").get<std::string>();
+    // The name becomes part of output file names (<stem>_<name>.nii.gz): no folders, no hidden or empty names.
+    if (r.name.empty() || r.name.size() > 100 || r.name.front() == '.' ||
+        r.name.find_first_not_of("ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789_.-") != std::string::npos)
+      throw std::invalid_argument("name \"" + r.name + "\" must be 1-100 letters, digits, '_', '-' or '.' (not first)");
     const std::string frame = j.value("frame", std::string("atlas"));
     if (frame != "atlas") throw std::invalid_argument("frame is \"" + frame + "\"; only \"atlas\" is supported");
     if (j.contains("units") && j.at("units").get<std::string>() != "mm")
       throw std::invalid_argument("units must be \"mm\"");
     r.margin_mm = j.value("margin_mm", 10.0);
-    if (!std::isfinite(r.margin_mm) || r.margin_mm < 0.0) throw std::invalid_argument("margin_mm must be >= 0");
+    if (!std::isfinite(r.margin_mm) || r.margin_mm < 0.0 || r.margin_mm > 1000.0)
+      throw std::invalid_argument("margin_mm must be in [0, 1000]");
     const json& boxes = j.at("boxes");
     if (!boxes.is_array() || boxes.empty()) throw std::invalid_argument("boxes must be a non-empty array");
+    if (boxes.size() > 10000) throw std::invalid_argument("boxes holds " + std::to_string(boxes.size()) + " boxes (at most 10000)");
     for (std::size_t n = 0; n < boxes.size(); ++n) {
       const std::string what = "boxes[" + std::to_string(n) + "]";
       Box<Atlas> b{{vec3(boxes[n].at("lower"), what + ".lower")}, {vec3(boxes[n].at("upper"), what + ".upper")}};

@@ -31,11 +31,28 @@ struct Scan {
 };
 
 // Reads a 3D scan: a NIfTI (.nii, .nii.gz), NRRD (.nrrd, .nhdr), MetaImage (.mha, .mhd) file or a DICOM series
-// given as a directory. DICOM: the CT series with the most slices wins (localizers and secondary captures are
+// given as a directory. A scan whose intensities do not look like CT in HU (no air below -500: MR, PET, a CT
+// without its rescale) gets a warning in info.warnings (see check_ct_intensities). DICOM: the CT series with the most slices wins (localizers and secondary captures are
 // ignored), slices are ordered by position along the slice normal, spacing comes from the positions, and a gantry
 // tilt is resampled onto an orthogonal grid with a warning. Origin, spacing and direction are kept exactly.
 // Throws UnreadableInput (missing/corrupt/not an image) or UnsupportedGeometry (2D, 4D, bad spacing, shear).
 Scan read_scan(const std::string& path);
+
+// How a scan's intensities compare with CT in Hounsfield units (checked before any network run).
+struct IntensityCheck {
+  double body_fraction = 0.0;  // fraction of voxels above kBodyThresholdHu (soft tissue, bone)
+  double air_fraction = 0.0;   // fraction of voxels below kAirThresholdHu (air, lungs)
+  float min_value = 0.0f, max_value = 0.0f;
+  std::string warning;         // "" when the values look like CT in HU
+};
+constexpr float kBodyThresholdHu = -200.0f;
+constexpr float kAirThresholdHu = -500.0f;
+constexpr double kMinBodyFraction = 0.01;   // below: "no body in the scan"
+constexpr double kMinAirFraction = 0.001;   // below: not CT in HU (MR, PET, CT without its rescale) -> warning
+IntensityCheck check_ct_intensities(const Image<float>& image);
+// Throws FitFailed naming `scan.info.path` when fewer than kMinBodyFraction of the voxels are above
+// kBodyThresholdHu: an all-air (or empty) scan has no anatomy to find, so no network run is wasted on it.
+void require_body(const Scan& scan);
 
 // Reads an integer label map (any integer or float voxel type holding integers). Same geometry checks as
 // read_scan. Files only (no DICOM).
