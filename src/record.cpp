@@ -188,6 +188,9 @@ CropSummary parse_crop_summary(const std::string& path, const std::string& text)
   } catch (const json::exception& e) {
     throw Error(ErrorCode::UnreadableInput, "crop record " + path + " has no readable summary (written by an older ctarr?): " +
                                                 e.what() + "; rerun with --overwrite");
+  } catch (const std::invalid_argument& e) {  // read_vec / read_idx: wrong types or absurd indices
+    throw Error(ErrorCode::UnreadableInput, "crop record " + path + " has a malformed summary: " + e.what() +
+                                                "; rerun with --overwrite");
   }
 }
 

@@ -112,7 +112,7 @@ TEST(RegionJson, AbsurdCoordinatesAndMarginsAreRefused) {
 std::string record_text(const std::string& spacing, const std::string& start, const std::string& direction = "[[1,0,0],[0,1,0],[0,0,1]]") {
   return R"({"input":{"path":"scan.nii.gz","grid":{"size":[10,10,10],"origin_mm":[0,0,0],"spacing_mm":)" + spacing +
          R"(,"direction":)" + direction + R"(}},"boxes":[{"file":"c.nii.gz","index_box_written":{"start":)" + start +
-         R"(,"end":[5,5,5]}}]})";
+         R"(,"end":[5,5,5]}}],"options":{},"region":{"name":"liver"}})";
 }
 
 TEST(CropRecordJson, ValidRecordParses) {
