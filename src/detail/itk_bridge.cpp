@@ -441,12 +441,162 @@ void check_meta_image_complete(const std::string& path, std::uint64_t expected_b
                                                 std::to_string(needed) + " data bytes are present");
 }
 
+// ---- DICOM structure check (before GDCM sees a file) --------------------------------------------------------
+//
+// Debian's GDCM 3.0 is built with assertions: a DICOM file cut short (an interrupted transfer, found by
+// fuzz_read_dicom) makes FileMetaInformation::ReadCompat assert and abort the whole process, a batch included. So
+// every file that carries the DICM magic is walked here first, element by element (explicit or implicit VR, either
+// byte order, sequences and encapsulated pixel data of undefined length), and refused when an element runs past
+// the end of the file. Deflated data sets are not walked past their meta header.
+class DicomWalker {
+ public:
+  explicit DicomWalker(const std::vector<unsigned char>& d) : d_(d) {}
+
+  // "" when the file walks to its end; else what is wrong.
+  std::string check() {
+    std::size_t pos = 132;
+    std::string syntax;
+    while (pos + 8 <= d_.size() && u16le(pos) == 0x0002) {  // file meta group: explicit VR little endian
+      const std::uint16_t element = u16le(pos + 2);
+      std::uint64_t len = 0;
+      std::size_t header = 0;
+      if (!explicit_header(pos, false, len, header)) return "the file meta header is cut short";
+      if (pos + header + len > d_.size()) return "the file meta header is cut short";
+      if (element == 0x0010)
+        syntax.assign(reinterpret_cast<const char*>(d_.data() + pos + header), static_cast<std::size_t>(len));
+      pos += header + static_cast<std::size_t>(len);
+    }
+    while (!syntax.empty() && (syntax.back() == '\0' || syntax.back() == ' ')) syntax.pop_back();
+    if (syntax == "1.2.840.10008.1.2.1.99") return "";  // deflated: GDCM inflates and checks it
+    explicit_ = syntax != "1.2.840.10008.1.2";
+    big_ = syntax == "1.2.840.10008.1.2.2";
+    return walk_dataset(pos, false, 0) ? "" : problem_;
+  }
+
+ private:
+  static constexpr std::uint32_t kUndefined = 0xFFFFFFFFu;
+  static constexpr int kMaxDepth = 32;
+
+  std::uint16_t u16le(std::size_t p) const { return static_cast<std::uint16_t>(d_[p] | (d_[p + 1] << 8)); }
+  std::uint32_t u32le(std::size_t p) const {
+    return static_cast<std::uint32_t>(d_[p]) | (static_cast<std::uint32_t>(d_[p + 1]) << 8) |
+           (static_cast<std::uint32_t>(d_[p + 2]) << 16) | (static_cast<std::uint32_t>(d_[p + 3]) << 24);
+  }
+  std::uint16_t u16(std::size_t p) const {
+    return big_ ? static_cast<std::uint16_t>((d_[p] << 8) | d_[p + 1]) : u16le(p);
+  }
+  std::uint32_t u32(std::size_t p) const {
+    if (!big_) return u32le(p);
+    return (static_cast<std::uint32_t>(d_[p]) << 24) | (static_cast<std::uint32_t>(d_[p + 1]) << 16) |
+           (static_cast<std::uint32_t>(d_[p + 2]) << 8) | static_cast<std::uint32_t>(d_[p + 3]);
+  }
+
+  // Explicit VR element header at pos: its length (kUndefined kept as is) and header size.
+  bool explicit_header(std::size_t pos, bool use_byte_order, std::uint64_t& len, std::size_t& header) const {
+    const char a = static_cast<char>(d_[pos + 4]), b = static_cast<char>(d_[pos + 5]);
+    static const char* const kLong[] = {"OB", "OD", "OF", "OL", "OV", "OW", "SQ", "SV", "UC", "UN", "UR", "UT", "UV"};
+    bool long_form = false;
+    for (const char* vr : kLong) long_form = long_form || (vr[0] == a && vr[1] == b);
+    if (long_form) {
+      if (pos + 12 > d_.size()) return false;
+      len = use_byte_order ? u32(pos + 8) : u32le(pos + 8);
+      header = 12;
+    } else {
+      len = use_byte_order ? u16(pos + 6) : u16le(pos + 6);
+      header = 8;
+    }
+    return true;
+  }
+
+  bool fail(const std::string& what) {
+    problem_ = what;
+    return false;
+  }
+
+  // Elements from pos to the end of the file, or (inside an item of undefined length) to its item delimiter.
+  bool walk_dataset(std::size_t& pos, bool in_item, int depth) {
+    if (depth > kMaxDepth) return true;  // deeper than any real file: stop checking, let GDCM decide
+    while (pos < d_.size()) {
+      if (pos + 8 > d_.size()) return fail("the file ends inside a data element header");
+      const std::uint16_t group = u16(pos), element = u16(pos + 2);
+      if (group == 0xFFFE) {
+        if (element == 0xE00D && in_item) {
+          pos += 8;
+          return true;
+        }
+        return fail("an item or delimiter stands where a data element belongs");
+      }
+      std::uint64_t len = 0;
+      std::size_t header = 8;
+      bool sequence_like = false;
+      if (explicit_) {
+        if (!explicit_header(pos, true, len, header)) return fail("the file ends inside a data element header");
+        sequence_like = d_[pos + 4] == 'S' && d_[pos + 5] == 'Q';
+      } else {
+        len = u32(pos + 4);
+      }
+      pos += header;
+      if (len == kUndefined) {
+        const bool encapsulated = group == 0x7FE0 && element == 0x0010;
+        if (!walk_sequence(pos, encapsulated, depth + 1)) return false;
+        (void)sequence_like;
+      } else {
+        if (pos + len > d_.size()) return fail("the file is cut short: an element needs " + std::to_string(len) +
+                                               " bytes, " + std::to_string(d_.size() - pos) + " remain");
+        pos += static_cast<std::size_t>(len);
+      }
+    }
+    return in_item ? fail("the file ends inside an item") : true;
+  }
+
+  // Items up to the sequence delimiter (item headers have no VR, whatever the transfer syntax).
+  bool walk_sequence(std::size_t& pos, bool encapsulated, int depth) {
+    while (true) {
+      if (pos + 8 > d_.size()) return fail("the file ends inside a sequence");
+      const std::uint16_t group = u16(pos), element = u16(pos + 2);
+      const std::uint32_t len = u32(pos + 4);
+      pos += 8;
+      if (group != 0xFFFE) return fail("a sequence holds something other than items");
+      if (element == 0xE0DD) return true;
+      if (element != 0xE000) return fail("a sequence holds something other than items");
+      if (len == kUndefined) {
+        if (encapsulated) return fail("an encapsulated pixel data fragment has no length");
+        if (!walk_dataset(pos, true, depth + 1)) return false;
+      } else {
+        if (pos + len > d_.size()) return fail("the file is cut short inside a sequence item");
+        pos += len;
+      }
+    }
+  }
+
+  const std::vector<unsigned char>& d_;
+  bool explicit_ = true, big_ = false;
+  std::string problem_;
+};
+
+// What is wrong with a file that claims to be DICOM (DICM at byte 128), or "" (also for files without the magic).
+std::string dicom_structure_problem(const std::string& path) {
+  std::ifstream in(path, std::ios::binary);
+  if (!in) return "";
+  char magic[132] = {};
+  if (!in.read(magic, 132) || std::memcmp(magic + 128, "DICM", 4) != 0) return "";
+  in.seekg(0, std::ios::end);
+  const std::streamoff size = in.tellg();
+  if (size < 132) return "";
+  std::vector<unsigned char> data(static_cast<std::size_t>(size));
+  in.seekg(0);
+  if (!in.read(reinterpret_cast<char*>(data.data()), size)) return "the file cannot be read";
+  return DicomWalker(data).check();
+}
+
 }  // namespace
 
 // ---- image files through ITK -----------------------------------------------------------------------------
 
 RawImage read_image_file(const std::string& path, ReadKind kind) {
   ensure_setup();
+  if (const std::string problem = dicom_structure_problem(path); !problem.empty())
+    throw Error(ErrorCode::UnreadableInput, path + ": a broken DICOM file: " + problem);
   itk::ImageIOBase::Pointer io;
   try {
     io = itk::ImageIOFactory::CreateImageIO(path.c_str(), itk::IOFileModeEnum::ReadMode);
@@ -1424,7 +1574,13 @@ RawImage read_dicom_files(const std::vector<std::string>& paths, const std::stri
   ensure_setup();
   std::vector<DicomFile> files;
   files.reserve(paths.size());
+  std::size_t broken = 0;
+  std::string first_broken;
   for (const std::string& p : paths) {
+    if (const std::string problem = dicom_structure_problem(p); !problem.empty()) {
+      if (broken++ == 0) first_broken = p + ": " + problem;  // set aside before GDCM, which aborts on such files
+      continue;
+    }
     std::optional<DicomFile> f;
     try {
       f = read_dicom_header(p);
@@ -1435,7 +1591,8 @@ RawImage read_dicom_files(const std::vector<std::string>& paths, const std::stri
   }
   if (files.empty())
     throw Error(ErrorCode::UnreadableInput,
-                what + ": no DICOM image found (" + std::to_string(paths.size()) + " file(s) looked at)");
+                what + ": no DICOM image found (" + std::to_string(paths.size()) + " file(s) looked at" +
+                    (broken ? ", " + std::to_string(broken) + " broken, first " + first_broken : std::string()) + ")");
 
   // Classify: localizers, secondary captures, non-CT modalities and unplaceable files are set aside.
   int localizers = 0, captures = 0, unplaceable = 0, enhanced_problems = 0;
@@ -1500,6 +1657,8 @@ RawImage read_dicom_files(const std::vector<std::string>& paths, const std::stri
     warnings.push_back("the DICOM input holds " + std::to_string(stacks.size()) +
                        " image stacks; read the one with the most slices: " + describe(chosen) + "; ignored: " + others);
   }
+  if (broken > 0)
+    warnings.push_back("ignored " + std::to_string(broken) + " broken DICOM file(s) (first: " + first_broken + ")");
   if (localizers > 0) warnings.push_back("ignored " + std::to_string(localizers) + " localizer image(s)");
   if (captures > 0) warnings.push_back("ignored " + std::to_string(captures) + " secondary capture image(s)");
 

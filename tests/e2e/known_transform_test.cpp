@@ -50,10 +50,7 @@ struct Case {
   std::pair<int, int> z_classes; // field of view along atlas z: from the bottom of class a to the top of class b
   std::string region;            // region whose crop must hold its organ
   int organ_label;               // label the crop must hold
-  // Tolerances: the 3 mm and 2 %. Every case meets the 3 mm (measured <= 1.8 mm) and the whole-body and
-  // chest cases the 2 %. Pelvis only and head only end 2.1 % and 2.2 % off along one axis: the Dice objective itself
-  // prefers that point (the test prints Dice at the fit > Dice at the truth), so it is the objective, not the
-  // descent, that misses; those two are held to 3 %.
+  // Tolerances: the 3 mm and 2 % (measured worst 2.1 mm and 1.9 %, on the head-only scan).
   double scale_tolerance = 0.02;
   double landmark_tolerance_mm = 3.0;
 };
@@ -252,8 +249,8 @@ INSTANTIATE_TEST_SUITE_P(
         Case{"whole_body_rot180_zflip", rot_z(180) * zflip(), {1.04, 1.04, 1.0}, {0, 0, -100}, {19, 1}, "liver", 15},
         Case{"chest_only_rot270", rot_z(270), {1, 1, 1}, {25, 0, 10}, {15, 13}, "lungs", 13},
         Case{"chest_only_zflip", zflip(), {1.03, 1.03, 1.03}, {0, 15, 30}, {15, 13}, "heart", 14},
-        Case{"pelvis_only_shift", Eigen::Matrix3d::Identity(), {1, 1, 1}, {-15, 20, -60}, {19, 8}, "urinary_bladder", 19, 0.03},
-        Case{"head_only_shift", Eigen::Matrix3d::Identity(), {1, 1, 1}, {10, -30, 40}, {2, 1}, "brain", 11, 0.03}),
+        Case{"pelvis_only_shift", Eigen::Matrix3d::Identity(), {1, 1, 1}, {-15, 20, -60}, {19, 8}, "urinary_bladder", 19},
+        Case{"head_only_shift", Eigen::Matrix3d::Identity(), {1, 1, 1}, {10, -30, 40}, {2, 1}, "brain", 11}),
     [](const ::testing::TestParamInfo<Case>& info) { return info.param.name; });
 
 }  // namespace
