@@ -37,6 +37,8 @@
 
 #include "ctarr/error.hpp"
 #include "ctarr/log.hpp"
+#include "detail/dice_kernel.hpp"
+#include "parallel.hpp"
 
 #include <torch/torch.h>
 
@@ -68,7 +70,8 @@ using Vector6d = Eigen::Matrix<double, 6, 1>;
 
 // Soft masks pooled to the working resolution, with the grid of the pooled voxels.
 struct Pooled {
-  torch::Tensor data;  // [1, C, k, j, i] float32 on the working device
+  torch::Tensor data;  // [1, C, k, j, i] float32 on the working device (the LibTorch path)
+  detail::ChannelLastVolume channel_last;  // the same values channel-last (the fused CPU path), else empty
   Index3 size;
   Eigen::Vector3d origin;
   Eigen::Matrix3d direction;
@@ -88,14 +91,33 @@ void check_masks(const MultiChannelImage<Frame>& m, const std::string& what) {
 // Average-pools the selected channels by an integer factor per axis (round(target / actual spacing), at least 1),
 // dropping the incomplete last block. min_size: the pooled grid keeps at least this many voxels per axis when it can.
 template <class Frame>
-Pooled pool(const MultiChannelImage<Frame>& m, const torch::Tensor& channels, double target_mm, std::int64_t min_size,
-            const torch::Device& device) {
-  const Grid<Frame>& g = m.grid;
-  std::int64_t f[3];
+Index3 pool_factors(const Grid<Frame>& g, double target_mm, std::int64_t min_size) {
+  Index3 f;
   for (int a = 0; a < 3; ++a) {
     f[a] = std::max<std::int64_t>(1, std::llround(target_mm / g.spacing[a]));
     f[a] = std::min(f[a], std::max<std::int64_t>(1, g.size[a] / min_size));
   }
+  return f;
+}
+
+// The pooled grid: size, spacing, and the origin at the centre of the first block.
+template <class Frame>
+void set_pooled_grid(const Grid<Frame>& g, const Index3& f, Pooled* p) {
+  Eigen::Vector3d half_block;
+  for (int a = 0; a < 3; ++a) {
+    p->size[a] = g.size[a] / f[a];
+    p->spacing[a] = g.spacing[a] * static_cast<double>(f[a]);
+    half_block[a] = 0.5 * static_cast<double>(f[a] - 1);
+  }
+  p->direction = g.direction;
+  p->origin = g.origin + g.index_to_world_linear() * half_block;
+}
+
+template <class Frame>
+Pooled pool(const MultiChannelImage<Frame>& m, const torch::Tensor& channels, double target_mm, std::int64_t min_size,
+            const torch::Device& device) {
+  const Grid<Frame>& g = m.grid;
+  const Index3 f = pool_factors(g, target_mm, min_size);
   // A view of the caller's buffer (no copy); pooling and index_select make new tensors, so nothing aliases it later.
   auto full = torch::from_blob(const_cast<float*>(m.data.data()), {1, kNumClasses, g.size[2], g.size[1], g.size[0]},
                                torch::kFloat32);
@@ -108,14 +130,43 @@ Pooled pool(const MultiChannelImage<Frame>& m, const torch::Tensor& channels, do
   } else {
     p.data = pool_fn(full).index_select(1, channels);  // most classes: pool all (no copy of the full masks), select
   }
-  Eigen::Vector3d half_block;
-  for (int a = 0; a < 3; ++a) {
-    p.size[a] = g.size[a] / f[a];
-    p.spacing[a] = g.spacing[a] * static_cast<double>(f[a]);
-    half_block[a] = 0.5 * static_cast<double>(f[a] - 1);
-  }
-  p.direction = g.direction;
-  p.origin = g.origin + g.index_to_world_linear() * half_block;  // centre of the first block
+  set_pooled_grid(g, f, &p);
+  return p;
+}
+
+// The same pooling straight into one channel-last copy of the selected channels (the fused CPU path): no
+// intermediate tensor of the full-resolution masks.
+template <class Frame>
+Pooled pool_channel_last(const MultiChannelImage<Frame>& m, const std::vector<std::int64_t>& channels,
+                         double target_mm, std::int64_t min_size) {
+  const Grid<Frame>& g = m.grid;
+  const Index3 f = pool_factors(g, target_mm, min_size);
+  Pooled p;
+  set_pooled_grid(g, f, &p);
+  detail::ChannelLastVolume& v = p.channel_last;
+  const int n = static_cast<int>(channels.size());
+  for (int a = 0; a < 3; ++a) v.size[a] = p.size[a];
+  v.channels = n;
+  v.data.assign(static_cast<std::size_t>(p.size[0] * p.size[1] * p.size[2] * n), 0.0f);
+  const std::int64_t plane = g.size[0] * g.size[1], volume = plane * g.size[2];
+  const float inv_block = 1.0f / static_cast<float>(f[0] * f[1] * f[2]);
+  parallel_for(p.size[2], [&](std::int64_t k) {
+    for (std::int64_t j = 0; j < p.size[1]; ++j)
+      for (int c = 0; c < n; ++c) {
+        const float* src = m.data.data() + channels[static_cast<std::size_t>(c)] * volume;
+        float* dst = v.data.data() + ((k * p.size[1] + j) * p.size[0]) * n + c;
+        for (std::int64_t i = 0; i < p.size[0]; ++i, dst += n) {
+          float sum = 0.0f;
+          for (std::int64_t dk = 0; dk < f[2]; ++dk)
+            for (std::int64_t dj = 0; dj < f[1]; ++dj) {
+              const float* line = src + (k * f[2] + dk) * plane + (j * f[1] + dj) * g.size[0] + i * f[0];
+              for (std::int64_t di = 0; di < f[0]; ++di) sum += line[di];
+            }
+          *dst = sum * inv_block;
+        }
+      }
+  });
+  detail::fill_channel_max(v);
   return p;
 }
 
@@ -179,9 +230,19 @@ torch::Device resolve_device(const std::string& name) {
   return device;
 }
 
+// clamp(0.5 + k (a - 0.5), 0, 1): steeper about the mean's 0.5 level; k = 1 returns the atlas itself.
+// One copy of the (already pooled and class-selected) atlas, sharpened in place: a chained expression would hold
+// three temporaries of that size at once (measured +770 MB peak on a whole-body atlas).
+torch::Tensor sharpen(const torch::Tensor& atlas, double k) {
+  if (k == 1.0) return atlas;
+  return atlas.clone().sub_(0.5).mul_(k).add_(0.5).clamp_(0.0, 1.0);
+}
+
 // Everything about one matching problem that does not depend on the parameters. The map is
 //   x_atlas = diag(scale0 * exp(u * unit / lever)) L (x_scanner - pivot_scanner) + pivot_atlas + unit * v
-// with L = R for refinement (or any linear map, for soft_dice of a general affine).
+// with L = R for refinement (or any linear map, for soft_dice of a general affine). The Dice is evaluated by the
+// fused CPU pass (detail/dice_kernel) when the atlas was pooled channel-last, else with LibTorch (grid_sample and
+// autograd: CUDA, and the reference the tests compare the fused pass with).
 class Problem {
  public:
   Problem(const Pooled& scan, const Pooled& atlas, const Eigen::Matrix3d& linear, double scale0,
@@ -190,24 +251,28 @@ class Problem {
       : scan_(scan.data[0].flatten(1)), weights_(weights), scale0_(scale0) {
     const auto f64 = torch::TensorOptions().dtype(torch::kFloat64).device(device);
     const auto f32 = torch::TensorOptions().dtype(torch::kFloat32).device(device);
-    // Atlas normalised coordinate n = 2 ci / (N - 1) - 1 with ci = S_a^-1 D_a^T (x_atlas - O_a), so
-    // n = M1 (x_atlas - O_a) - 1 with M1 = diag(2 / ((N - 1) s_a)) D_a^T.
+    // Atlas voxel index q = K (x_atlas - O_a), K = S_a^-1 D_a^T; LibTorch's normalised coordinate n = 2 q / (N - 1) - 1,
+    // so n = M1 (x_atlas - O_a) - 1 with M1 = diag(2 / (N - 1)) K.
     Eigen::Vector3d norm;
-    for (int a = 0; a < 3; ++a) norm[a] = 2.0 / (static_cast<double>(atlas.size[a] - 1) * atlas.spacing[a]);
-    const Eigen::Matrix3d m1 = norm.asDiagonal() * atlas.direction.transpose();
+    for (int a = 0; a < 3; ++a) norm[a] = 2.0 / static_cast<double>(atlas.size[a] - 1);
+    const Eigen::Matrix3d k = atlas.spacing.cwiseInverse().asDiagonal() * atlas.direction.transpose();
+    const Eigen::Matrix3d m1 = norm.asDiagonal() * k;
     // L (x_scanner - pivot_scanner) = M2 idx + c with M2 = L D_s S_s, c = L (O_s - pivot_scanner).
     const Eigen::Matrix3d m2 = linear * scan.direction * scan.spacing.asDiagonal();
     const Eigen::Vector3d c = linear * (scan.origin - pivot_scanner);
+    map_.scan_index_to_y = m2;
+    map_.y_offset = c;
+    map_.atlas_mm_to_index = k;
+    atlas_offset_ = pivot_atlas - atlas.origin;
     m1_ = to_tensor(m1, f64);
     m2_ = to_tensor(m2, f64);
     c_ = to_tensor(c, f64);
-    offset_ = to_tensor(Eigen::Vector3d(pivot_atlas - atlas.origin), f64);
+    offset_ = to_tensor(atlas_offset_, f64);
     // Scan voxel indices (i, j, k), one row per pooled scan voxel, in the tensor's memory order (i fastest).
     auto mesh = torch::meshgrid(
         {torch::arange(scan.size[2], f32), torch::arange(scan.size[1], f32), torch::arange(scan.size[0], f32)}, "ij");
     idx_ = torch::stack({mesh[2], mesh[1], mesh[0]}, -1).reshape({-1, 3});
     out_shape_ = {1, scan.size[2], scan.size[1], scan.size[0], 3};
-    atlas_ = atlas.data;
     scan_sum_ = scan_.sum(1);
 
     // Parameter units from the scan's anatomy, in the rotated frame y = L (x - pivot) (see the file comment).
@@ -225,10 +290,30 @@ class Problem {
     }
     log_scale_per_u_ = to_tensor(Eigen::Vector3d(unit_.cwiseQuotient(lever_)), f64);
     unit_t_ = to_tensor(unit_, f64);
+
+    if (atlas.data.defined()) {  // the LibTorch path
+      atlas_base_ = atlas_ = atlas.data;
+    } else {  // the fused path: the scan channel-last too; the per-class constants as plain numbers
+      fused_atlas_ = &atlas.channel_last;
+      const auto cl = scan.data[0].permute({1, 2, 3, 0}).contiguous().to(torch::kCPU);
+      for (int a = 0; a < 3; ++a) fused_scan_.size[a] = scan.size[a];
+      fused_scan_.channels = static_cast<int>(cl.size(3));
+      fused_scan_.data.assign(cl.data_ptr<float>(), cl.data_ptr<float>() + cl.numel());
+      const auto sums = scan_sum_.to(torch::kCPU, torch::kFloat64).contiguous();
+      const auto ws = weights_.to(torch::kCPU, torch::kFloat64).contiguous();
+      scan_sums_.assign(sums.data_ptr<double>(), sums.data_ptr<double>() + sums.numel());
+      class_weights_.assign(ws.data_ptr<double>(), ws.data_ptr<double>() + ws.numel());
+      scan_ = idx_ = torch::Tensor();  // not needed any more
+    }
   }
 
-  // The atlas channels the Dice is taken against ([1, C, k, j, i], same grid as at construction).
-  void set_atlas(const torch::Tensor& atlas) { atlas_ = atlas; }
+  // The atlas as the Dice sees it: sharpened by k (see RefineOptions::target_sharpness); 1 is the plain mean.
+  void set_sharpness(double k) {
+    sharpness_ = k;
+    if (!atlas_base_.defined()) return;
+    atlas_ = atlas_base_;  // drop the previous stage's copy before making this one
+    atlas_ = sharpen(atlas_base_, k);
+  }
 
   const Eigen::Vector3d& unit_mm() const { return unit_; }
   const Eigen::Vector3d& lever_mm() const { return lever_; }
@@ -239,8 +324,31 @@ class Problem {
   }
   Eigen::Vector3d translation_mm(const Vector6d& x) const { return unit_.cwiseProduct(x.tail<3>()); }
 
-  // Weighted mean soft Dice; u = x[0:3], v = x[3:6] (float64 [3] each).
-  torch::Tensor dice(const torch::Tensor& u, const torch::Tensor& v) const {
+  // Loss 1 - Dice and its gradient with respect to x.
+  double loss_and_gradient(const Vector6d& x, Vector6d* grad) const {
+    if (fused_atlas_) return 1.0 - fused_dice(x, grad);
+    torch::AutoGradMode enable(true);
+    const auto opt = torch::TensorOptions().dtype(torch::kFloat64).device(m1_.device());
+    auto u = to_tensor(Eigen::Vector3d(x.head<3>()), opt).requires_grad_(true);
+    auto v = to_tensor(Eigen::Vector3d(x.tail<3>()), opt).requires_grad_(true);
+    const auto loss = 1.0 - torch_dice(u, v);
+    loss.backward();
+    grad->head<3>() = to_vector(u.grad());
+    grad->tail<3>() = to_vector(v.grad());
+    return loss.item<double>();
+  }
+
+  double dice_at(const Vector6d& x) const {
+    if (fused_atlas_) return fused_dice(x, nullptr);
+    torch::NoGradGuard no_grad;
+    const auto opt = torch::TensorOptions().dtype(torch::kFloat64).device(m1_.device());
+    return torch_dice(to_tensor(Eigen::Vector3d(x.head<3>()), opt), to_tensor(Eigen::Vector3d(x.tail<3>()), opt))
+        .item<double>();
+  }
+
+ private:
+  // Weighted mean soft Dice with LibTorch; u = x[0:3], v = x[3:6] (float64 [3] each).
+  torch::Tensor torch_dice(const torch::Tensor& u, const torch::Tensor& v) const {
     const auto scale = scale0_ * torch::exp(u * log_scale_per_u_);
     const auto a = torch::matmul(m1_, scale.unsqueeze(1) * m2_);                   // scan index -> normalised
     const auto b = torch::matmul(m1_, scale * c_ + offset_ + unit_t_ * v) - 1.0;  // offset
@@ -254,33 +362,42 @@ class Problem {
     return (per_class.to(torch::kFloat64) * weights_).sum();
   }
 
-  // Loss 1 - Dice and its gradient with respect to x.
-  double loss_and_gradient(const Vector6d& x, Vector6d* grad) const {
-    torch::AutoGradMode enable(true);
-    const auto opt = torch::TensorOptions().dtype(torch::kFloat64).device(m1_.device());
-    auto u = to_tensor(Eigen::Vector3d(x.head<3>()), opt).requires_grad_(true);
-    auto v = to_tensor(Eigen::Vector3d(x.tail<3>()), opt).requires_grad_(true);
-    const auto loss = 1.0 - dice(u, v);
-    loss.backward();
-    grad->head<3>() = to_vector(u.grad());
-    grad->tail<3>() = to_vector(v.grad());
-    return loss.item<double>();
+  // The same Dice from the fused pass; with grad, d(1 - Dice)/dx by the chain rule through scale(x) and t(x).
+  double fused_dice(const Vector6d& x, Vector6d* grad) const {
+    detail::DiceMap map = map_;
+    map.scale = scale(x);
+    map.t = atlas_offset_ + translation_mm(x);
+    const detail::DiceTerms t = detail::dice_terms(fused_scan_, *fused_atlas_, map, sharpness_, grad != nullptr);
+    double dice = 0.0;
+    Eigen::Vector3d d_scale = Eigen::Vector3d::Zero(), d_t = Eigen::Vector3d::Zero();
+    for (std::size_t c = 0; c < class_weights_.size(); ++c) {
+      const double denominator = scan_sums_[c] + t.mass[c] + kDiceEps;
+      dice += class_weights_[c] * 2.0 * t.inter[c] / denominator;
+      if (!grad) continue;
+      const double w = class_weights_[c] * 2.0 / (denominator * denominator);
+      d_scale += w * (t.inter_d_scale[c] * denominator - t.inter[c] * t.mass_d_scale[c]);
+      d_t += w * (t.inter_d_t[c] * denominator - t.inter[c] * t.mass_d_t[c]);
+    }
+    if (grad) {
+      grad->head<3>() = -d_scale.cwiseProduct(map.scale).cwiseProduct(unit_).cwiseQuotient(lever_);
+      grad->tail<3>() = -d_t.cwiseProduct(unit_);
+    }
+    return dice;
   }
 
-  double dice_at(const Vector6d& x) const {
-    torch::NoGradGuard no_grad;
-    const auto opt = torch::TensorOptions().dtype(torch::kFloat64).device(m1_.device());
-    return dice(to_tensor(Eigen::Vector3d(x.head<3>()), opt), to_tensor(Eigen::Vector3d(x.tail<3>()), opt))
-        .item<double>();
-  }
-
- private:
   torch::Tensor scan_;     // [C, voxels]
   torch::Tensor weights_;  // [C] float64, sum 1
   double scale0_;
+  double sharpness_ = 1.0;
   Eigen::Vector3d unit_ = Eigen::Vector3d::Ones(), lever_ = Eigen::Vector3d::Ones();
-  torch::Tensor m1_, m2_, c_, offset_, idx_, atlas_, scan_sum_, log_scale_per_u_, unit_t_;
+  torch::Tensor m1_, m2_, c_, offset_, idx_, atlas_, atlas_base_, scan_sum_, log_scale_per_u_, unit_t_;
   std::vector<std::int64_t> out_shape_;
+  // fused path
+  detail::DiceMap map_;
+  Eigen::Vector3d atlas_offset_ = Eigen::Vector3d::Zero();  // pivot_atlas - atlas grid origin
+  const detail::ChannelLastVolume* fused_atlas_ = nullptr;  // owned by the caller's Pooled
+  detail::ChannelLastVolume fused_scan_;
+  std::vector<double> scan_sums_, class_weights_;
 };
 
 struct Prepared {
@@ -294,7 +411,15 @@ Prepared prepare(const MultiChannelImage<Scanner>& scan_masks, const MultiChanne
   Prepared p;
   p.classes = select_classes(weights, device);
   p.scan = pool(scan_masks, p.classes.channels, options.working_spacing_mm, 1, device);
-  p.atlas = pool(atlas_masks, p.classes.channels, options.working_spacing_mm / kAtlasOversampling, 2, device);
+  const double atlas_mm = options.working_spacing_mm / kAtlasOversampling;
+  if (device.is_cpu() && !options.reference_autograd) {
+    const auto c = p.classes.channels.contiguous();
+    p.atlas = pool_channel_last(atlas_masks, std::vector<std::int64_t>(c.data_ptr<std::int64_t>(),
+                                                                        c.data_ptr<std::int64_t>() + c.numel()),
+                                atlas_mm, 2);
+  } else {
+    p.atlas = pool(atlas_masks, p.classes.channels, atlas_mm, 2, device);
+  }
   for (int a = 0; a < 3; ++a)
     if (p.atlas.size[a] < 2)
       throw Error(ErrorCode::UnsupportedGeometry, "refine: the atlas needs at least 2 voxels along every axis");
@@ -315,13 +440,6 @@ void check_sharpness(const RefineOptions& options) {
       throw Error(ErrorCode::Usage, "refine: every target sharpness must be a finite number >= 1");
 }
 
-// clamp(0.5 + k (a - 0.5), 0, 1): steeper about the mean's 0.5 level; k = 1 returns the atlas itself.
-// One copy of the (already pooled and class-selected) atlas, sharpened in place: a chained expression would hold
-// three temporaries of that size at once (measured +770 MB peak on a whole-body atlas).
-torch::Tensor sharpen(const torch::Tensor& atlas, double k) {
-  if (k == 1.0) return atlas;
-  return atlas.clone().sub_(0.5).mul_(k).add_(0.5).clamp_(0.0, 1.0);
-}
 
 RefineResult refine_impl(const MultiChannelImage<Scanner>& scan_masks, const MultiChannelImage<Atlas>& atlas_masks,
                          const InitialFit& init, const RefineOptions& options) {
@@ -335,11 +453,10 @@ RefineResult refine_impl(const MultiChannelImage<Scanner>& scan_masks, const Mul
                         prep.classes.weights, device);
 
   Vector6d x = Vector6d::Zero(), g;
-  const double initial_dice = problem.dice_at(x);  // plain atlas mean (the Problem starts with it)
+  const double initial_dice = problem.dice_at(x);  // plain atlas mean (the Problem starts with sharpness 1)
   int iterations = 0;
   for (std::size_t stage = 0; stage < options.target_sharpness.size(); ++stage) {
-    problem.set_atlas(prep.atlas.data);  // drop the previous stage's copy before making this one
-    problem.set_atlas(sharpen(prep.atlas.data, options.target_sharpness[stage]));
+    problem.set_sharpness(options.target_sharpness[stage]);
     double loss = problem.loss_and_gradient(x, &g);
     if (!std::isfinite(loss)) throw Error(ErrorCode::FitFailed, "refine: the Dice loss is not finite at the start");
     double best_loss = loss;
@@ -395,7 +512,7 @@ RefineResult refine_impl(const MultiChannelImage<Scanner>& scan_masks, const Mul
       }
     }
   }
-  problem.set_atlas(prep.atlas.data);
+  problem.set_sharpness(1.0);
   const double final_dice = problem.dice_at(x);
 
   RefineResult r;
@@ -444,7 +561,7 @@ double soft_dice(const MultiChannelImage<Scanner>& scan_masks, const MultiChanne
     const Eigen::Affine3d& m = scanner_to_atlas.matrix();
     Problem problem(prep.scan, prep.atlas, m.linear(), 1.0, Eigen::Vector3d::Zero(), m.translation(),
                     prep.classes.weights, device);
-    problem.set_atlas(sharpen(prep.atlas.data, options.target_sharpness.back()));
+    problem.set_sharpness(options.target_sharpness.back());
     return problem.dice_at(Vector6d::Zero());
   } catch (const c10::Error& e) {
     throw Error(ErrorCode::Internal, std::string("soft_dice: LibTorch failed: ") + e.what_without_backtrace());

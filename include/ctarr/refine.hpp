@@ -30,6 +30,9 @@ struct RefineOptions {
   // mask a. s = 1 is the plain mean; a larger s is steeper about the 0.5 level. Each stage starts where the last
   // ended, with the full step. Crisp scan masks need s > 1: see kFitSharpness.
   std::vector<double> target_sharpness = {1.0};
+  // On the CPU the Dice and its gradient come from one fused pass over the scan voxels (all cores); true uses
+  // LibTorch's grid_sample and autograd instead, as on CUDA (tests compare the two; ~6x slower on the CPU).
+  bool reference_autograd = false;
 };
 
 // x_atlas = diag(scale) * rotation * (x_scanner - pivot_scanner) + pivot_atlas + translation
