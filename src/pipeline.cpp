@@ -187,9 +187,9 @@ Fit Pipeline::fit(const Segmentation& segmentation) const {
     f.warning_codes.push_back(warning_code::kFewAnatomies);
   }
   // A fit this poor means the segmentation found no usable anatomy (or not a CT): refuse rather than crop blindly.
-  if (f.refined.dice < kMinFitDice)
+  if (f.refined.dice < options_.min_fit_dice)
     throw Error(ErrorCode::FitFailed, "the atlas fit failed (Dice " + std::to_string(f.refined.dice) + " < " +
-                                          std::to_string(kMinFitDice) + " over " +
+                                          std::to_string(options_.min_fit_dice) + " over " +
                                           std::to_string(f.initial.classes_seen.size()) +
                                           " classes): no usable anatomy found (" + segmentation.source + ")");
   if (f.refined.dice < kLowFitDice) {

@@ -39,6 +39,7 @@ struct PipelineOptions {
   bool reference_inference = false;  // true: every tile in float32 (the reference); false: fast_predict_options
   LandmarkOptions landmarks;
   RefineOptions refine;
+  double min_fit_dice = kMinFitDice;  // fit() refuses (FitFailed) below this; tests lower it to compare weak fits
 };
 
 // 19 soft masks on the canonical isotropic grid of a scan, and where they came from.

@@ -12,7 +12,6 @@
 
 #include <chrono>
 #include <iostream>
-#include <optional>
 
 namespace ctarr::test {
 namespace {
@@ -34,7 +33,11 @@ Segmentation as_segmentation(const MultiChannelImage<Scanner>& prob, const Reori
 TEST(FastInference, MatchesTheReferenceSlidingWindowOnTheExampleCt) {
   const auto data = shared_data_dir();
   if (!data) GTEST_SKIP() << "skipped: ../shared/data not found";
-  Pipeline pipeline(PipelineOptions{});
+  PipelineOptions options;
+  // The shipped, weakly trained model's segmentation of this CT falls below the fit's Dice floor (the CLI refuses
+  // it, exit 6); the floor is lifted so that the fits and the boxes below are compared all the same.
+  options.min_fit_dice = 0.0;
+  Pipeline pipeline(options);
   const Network net(pipeline.options().model_path, DeviceSpec{"cpu"});
   const Scan scan = read_scan(*data + "/totalseg_example/example_ct.nii.gz");
   PreprocessOptions pre;
@@ -72,28 +75,15 @@ TEST(FastInference, MatchesTheReferenceSlidingWindowOnTheExampleCt) {
   }
   EXPECT_GT(compared, 0) << "the reference predicts no class with a non-trivial volume";
 
-  // The crops: same fit outcome, same voxel boxes. (The shipped, weakly trained model's segmentation of this CT may
-  // be refused by the fit's Dice floor; then both paths must be refused.)
-  std::optional<Fit> fit_ref, fit_fast;
-  std::string why_ref, why_fast;
-  try {
-    fit_ref = pipeline.fit(as_segmentation(ref, input.reorientation));
-  } catch (const Error& e) {
-    ASSERT_EQ(e.code(), ErrorCode::FitFailed) << e.what();
-    why_ref = e.what();
-  }
-  try {
-    fit_fast = pipeline.fit(as_segmentation(fast, input.reorientation));
-  } catch (const Error& e) {
-    ASSERT_EQ(e.code(), ErrorCode::FitFailed) << e.what();
-    why_fast = e.what();
-  }
-  ASSERT_EQ(fit_ref.has_value(), fit_fast.has_value()) << "reference: " << why_ref << "; fast: " << why_fast;
-  if (!fit_ref) {
-    std::cout << "both fits refused (same outcome): " << why_ref << "\n";
-    return;
-  }
-  const Affine<Atlas, Scanner> a2s_ref = fit_ref->scanner_to_atlas.inverse(), a2s_fast = fit_fast->scanner_to_atlas.inverse();
+  // The crops: the same voxel boxes from both segmentations.
+  const Fit fit_ref = pipeline.fit(as_segmentation(ref, input.reorientation));
+  const Fit fit_fast = pipeline.fit(as_segmentation(fast, input.reorientation));
+  std::cout << "fit Dice: reference " << fit_ref.refined.dice << ", fast " << fit_fast.refined.dice << "; orientation "
+            << fit_ref.initial.orientation << " / " << fit_fast.initial.orientation << "\n";
+  EXPECT_EQ(fit_ref.initial.orientation, fit_fast.initial.orientation);
+  const Affine<Atlas, Scanner> a2s_ref = fit_ref.scanner_to_atlas.inverse(),
+                               a2s_fast = fit_fast.scanner_to_atlas.inverse();
+  int boxes = 0;
   for (const std::string name : {"liver", "spleen", "kidneys", "lungs", "urinary_bladder"}) {
     const Region region = find_region(pipeline.options().regions_dir, name);
     CropOptions options;
@@ -103,8 +93,10 @@ TEST(FastInference, MatchesTheReferenceSlidingWindowOnTheExampleCt) {
       const MappedBox f = map_box(region.boxes[n], a2s_fast, scan.image.grid, options);
       EXPECT_EQ(r.clipped.start, f.clipped.start) << name << " box " << n;
       EXPECT_EQ(r.clipped.end, f.clipped.end) << name << " box " << n;
+      boxes += r.clipped.empty() ? 0 : 1;
     }
   }
+  EXPECT_GT(boxes, 0) << "no box fell inside the scan: nothing was compared";
 }
 
 }  // namespace
