@@ -15,6 +15,7 @@
 #include <csignal>
 #include <cstdlib>
 #include <filesystem>
+#include <future>
 #include <sstream>
 
 #include <unistd.h>
@@ -43,6 +44,59 @@ namespace {
 std::string or_default(const std::string& value, const std::string& sub) {
   return value.empty() ? (fs::path(default_data_dir()) / sub).string() : value;
 }
+
+// Empty model, atlas and regions paths replaced by those in the data folder (default_data_dir).
+PipelineOptions with_default_paths(PipelineOptions o) {
+  o.model_path = or_default(o.model_path, "models/ctarr-unet.safetensors");
+  o.atlas_dir = or_default(o.atlas_dir, "atlas");
+  o.regions_dir = or_default(o.regions_dir, "regions");
+  return o;
+}
+
+// Reads the next case's scan on another thread while the program does something else: the first while the atlas
+// loads, each further one while the case before is fitted, cropped and written (after its network stage, so that
+// two scans are never held beside the network's working memory). Reading is gunzip and conversion on one core. A
+// read error surfaces when the scan is taken, in that case's own error handling.
+class ReadAhead {
+ public:
+  explicit ReadAhead(std::vector<std::string> paths) : paths_(std::move(paths)) {}  // the scans the run takes, in order
+  ReadAhead(const ReadAhead&) = delete;
+  ReadAhead& operator=(const ReadAhead&) = delete;
+  ~ReadAhead() { drop(); }
+
+  // Starts reading the scan after the last one taken (the first one before any), unless one is being read.
+  void start_next() {
+    if (next_.valid() || next_index_ >= paths_.size()) return;
+    const std::string path = paths_[next_index_];
+    path_ = path;
+    next_ = std::async(std::launch::async, [path] { return read_scan(path); });
+  }
+  // The scan at `path`: the one read ahead when it is that file, else read now.
+  Scan take(const std::string& path) {
+    const auto it = std::find(paths_.begin() + static_cast<std::ptrdiff_t>(std::min(next_index_, paths_.size())),
+                              paths_.end(), path);
+    if (it != paths_.end()) next_index_ = static_cast<std::size_t>(it - paths_.begin()) + 1;
+    if (next_.valid() && path_ == path) {
+      std::future<Scan> f = std::move(next_);
+      return f.get();
+    }
+    drop();
+    return read_scan(path);
+  }
+
+ private:
+  void drop() {
+    if (!next_.valid()) return;
+    try {
+      next_.get();  // waits for the thread; a scan nobody takes, or its error, is dropped
+    } catch (...) {
+    }
+  }
+  std::vector<std::string> paths_;
+  std::size_t next_index_ = 0;
+  std::string path_;
+  std::future<Scan> next_;
+};
 
 std::string fmt_mm(const Eigen::Vector3d& v) {
   std::ostringstream os;
@@ -103,10 +157,7 @@ std::string orientation_warning(const InitialFit& init) {
 
 }  // namespace
 
-Pipeline::Pipeline(PipelineOptions options) : options_(std::move(options)) {
-  options_.model_path = or_default(options_.model_path, "models/ctarr-unet.safetensors");
-  options_.atlas_dir = or_default(options_.atlas_dir, "atlas");
-  options_.regions_dir = or_default(options_.regions_dir, "regions");
+Pipeline::Pipeline(PipelineOptions options) : options_(with_default_paths(std::move(options))) {
   atlas_ = load_atlas(options_.atlas_dir);
   // The Dice refinement compares against a sharpened atlas (kFitSharpness), made in refine_transform from the few
   // atlas channels it needs, so no sharpened copy of the whole atlas is held here.
@@ -362,17 +413,18 @@ void check_stop() {
 // Every region of one case: read, segment (or take its segmentation), fit, crop, write crops and records.
 std::vector<CropSummary> crop_case(Pipeline& pipeline, const DatasetCase& c, const std::vector<Region>& regions,
                                    const std::vector<std::size_t>& pending, const CropRequest& request,
-                                   const CaseLayout& layout, CaseFiles& files,
+                                   const CaseLayout& layout, CaseFiles& files, ReadAhead& reads,
                                    const std::function<void(const std::string&)>& step) {
   const std::string& input = c.images.front();
   // 1. read
   step("reading");
-  const Scan scan = read_scan(input);
+  const Scan scan = reads.take(input);
   for (const std::string& w : scan.info.warnings) log_warn(input + ": " + w);
   check_stop();
   // 2. segment (network or given labels) and fit
   step(c.seg ? "reading its segmentation" : "segmenting");
   const Segmentation seg = c.seg ? pipeline.segmentation_from_labels(*c.seg) : pipeline.segment(scan);
+  reads.start_next();
   check_stop();
   step("fitting");
   const Fit fit = pipeline.fit(seg);
@@ -572,12 +624,43 @@ CropRun run_crop(const CropRequest& request) {
     if (request.seg) c.seg = request.seg;
     if (request.seg_dir) c.seg = find_segmentation(*request.seg_dir, c);
   }
-  Pipeline pipeline(request.pipeline);
+  const PipelineOptions pipeline_options = with_default_paths(request.pipeline);
   std::vector<Region> regions;
-  for (const std::string& r : request.regions) regions.push_back(resolve_region(r, pipeline.options().regions_dir));
+  for (const std::string& r : request.regions) regions.push_back(resolve_region(r, pipeline_options.regions_dir));
   if (regions.empty()) throw Error(ErrorCode::Usage, "no region given (--region NAME; `ctarr regions` lists them)");
   check_output_dir(request.out_dir);
   const CaseLayout layout{request, dataset, regions.size() > 1};
+
+  // 2. resume: regions whose record and files exist are skipped (unless --overwrite)
+  struct Resume {
+    std::vector<CropSummary> done_rows;
+    std::vector<std::size_t> pending;
+    std::string stale;  // records of this case made from another input or with other options
+  };
+  std::vector<Resume> resume(cases.size());
+  std::vector<std::string> to_read;
+  for (std::size_t n = 0; n < cases.size(); ++n) {
+    for (std::size_t r = 0; r < regions.size(); ++r) {
+      EarlierRun before;
+      if (!request.overwrite) {
+        CropOptions options = request.crop;
+        if (!options.margin_mm) options.margin_mm = regions[r].margin_mm;
+        before = earlier_run(layout.record_path(cases[n], regions[r]), cases[n].images.front(), options);
+      }
+      if (before.done) {
+        resume[n].done_rows.push_back(*before.done);
+      } else {
+        resume[n].pending.push_back(r);
+        if (!before.other_options.empty())
+          resume[n].stale += (resume[n].stale.empty() ? "" : "; ") + layout.record_path(cases[n], regions[r]) + " (" +
+                             before.other_options + ")";
+      }
+    }
+    if (!resume[n].pending.empty() && resume[n].stale.empty()) to_read.push_back(cases[n].images.front());
+  }
+  ReadAhead reads(std::move(to_read));
+  reads.start_next();  // the first scan is read while the atlas loads
+  Pipeline pipeline(pipeline_options);
   if (request.shard.count > 1)
     log_info("shard " + std::to_string(request.shard.index) + "/" + std::to_string(request.shard.count) + ": " +
              std::to_string(cases.size()) + " of " + std::to_string(all_cases.size()) + " cases");
@@ -619,25 +702,9 @@ CropRun run_crop(const CropRequest& request) {
   for (std::size_t n = 0; n < cases.size() && !run.stop_signal; ++n) {
     const DatasetCase& c = cases[n];
     const std::string tag = "[" + std::to_string(n + 1) + "/" + std::to_string(cases.size()) + "] " + c.id;
-    // 2. resume: regions whose record and files exist are skipped (unless --overwrite)
-    std::vector<CropSummary> case_rows;
-    std::vector<std::size_t> pending;
-    std::string stale;  // records of this case made from another input or with other options
-    for (std::size_t r = 0; r < regions.size(); ++r) {
-      EarlierRun before;
-      if (!request.overwrite) {
-        CropOptions options = request.crop;
-        if (!options.margin_mm) options.margin_mm = regions[r].margin_mm;
-        before = earlier_run(layout.record_path(c, regions[r]), c.images.front(), options);
-      }
-      if (before.done) {
-        case_rows.push_back(*before.done);
-      } else {
-        pending.push_back(r);
-        if (!before.other_options.empty())
-          stale += (stale.empty() ? "" : "; ") + layout.record_path(c, regions[r]) + " (" + before.other_options + ")";
-      }
-    }
+    std::vector<CropSummary> case_rows = resume[n].done_rows;
+    const std::vector<std::size_t>& pending = resume[n].pending;
+    const std::string& stale = resume[n].stale;
     if (pending.empty()) {
       log_info(tag + ": done by an earlier run, skipped (--overwrite redoes it)");
       ++progress.done;
@@ -661,7 +728,7 @@ CropRun run_crop(const CropRequest& request) {
                                                       "; its files are kept: rerun with --overwrite to redo it, or use "
                                                       "another output folder");
       check_stop();
-      std::vector<CropSummary> rows = crop_case(pipeline, c, regions, pending, request, layout, files,
+      std::vector<CropSummary> rows = crop_case(pipeline, c, regions, pending, request, layout, files, reads,
                                                 [&](const std::string& step) { report(c.id + ": " + step); });
       files.keep();
       for (const CropSummary& r : rows) {
