@@ -73,6 +73,22 @@ torch::nn::Sequential two_blocks(int in, int out, int first_stride) {
   return torch::nn::Sequential(ConvBlock(in, out, first_stride), ConvBlock(out, out, 1));
 }
 
+// ConvTranspose3d with kernel 2 and stride 2, computed as what it is: a 1x1x1 convolution to 8 x C_out channels
+// followed by a depth-to-space shuffle. LibTorch 1.13 runs the transposed convolution on its slow reference path
+// (13 % of a bfloat16 64^3 tile); this form uses oneDNN: 0.44 -> 0.37 s per tile (1.2x), float32 outputs equal to
+// 1.4e-6 (measured in Python with the shipped weights; the golden tests hold it to PyTorch's ConvTranspose3d).
+torch::Tensor upsample_2x(const torch::nn::ConvTranspose3d& up, const torch::Tensor& x) {
+  const torch::Tensor& w = up->weight;  // [C_in, C_out, 2, 2, 2]
+  const std::int64_t cin = w.size(0), cout = w.size(1);
+  const torch::Tensor pointwise = w.permute({1, 2, 3, 4, 0}).reshape({cout * 8, cin, 1, 1, 1});  // (o, a, b, c) x i
+  const torch::Tensor y = torch::conv3d(x, pointwise);  // [N, C_out * 8, D, H, W]
+  const std::int64_t n = y.size(0), d = y.size(2), h = y.size(3), wd = y.size(4);
+  const torch::Tensor shuffled = y.reshape({n, cout, 2, 2, 2, d, h, wd})
+                                     .permute({0, 1, 5, 2, 6, 3, 7, 4})  // N, o, D, a, H, b, W, c
+                                     .reshape({n, cout, 2 * d, 2 * h, 2 * wd});
+  return shuffled + up->bias.view({1, cout, 1, 1, 1}).to(shuffled.dtype());
+}
+
 struct UNetImpl : torch::nn::Module {
   UNetImpl(int in_channels, int out_channels, const std::array<int, 4>& f) {
     torch::nn::ModuleList encoder, upsample, decoder;
@@ -101,7 +117,7 @@ struct UNetImpl : torch::nn::Module {
       skips.push_back(x);
     }
     for (int s = 2; s >= 0; --s) {
-      const torch::Tensor u = up[static_cast<std::size_t>(s)](x);
+      const torch::Tensor u = upsample_2x(up[static_cast<std::size_t>(s)], x);
       // skip first, then the upsampled tensor (as in scripts/ctarr_unet.py)
       x = dec[static_cast<std::size_t>(s)]->forward(torch::cat({skips[static_cast<std::size_t>(s)], u}, 1));
     }
