@@ -371,8 +371,16 @@ MultiChannelImage<Scanner> sliding_window_batched(const MultiChannelImage<Scanne
   for (std::int64_t k : sk)
     for (std::int64_t j : sj)
       for (std::int64_t i : si) tiles.push_back({i, j, k});
-  const std::int64_t nx = grid.size[0], ny = grid.size[1], nz = grid.size[2];
-  const auto sx = static_cast<std::size_t>(nx), sxy = static_cast<std::size_t>(nx * ny);
+  // Calls row(patch_offset, volume_offset, length) for every row (fixed k, j) of tile t inside the volume:
+  // patch_offset indexes a p^3 patch, volume_offset the volume, length = the row's voxels inside the volume.
+  const auto for_each_row = [&](const std::array<std::int64_t, 3>& t, const auto& row) {
+    const std::int64_t nx = grid.size[0], ny = grid.size[1], nz = grid.size[2];
+    const auto length = static_cast<std::size_t>(std::min<std::int64_t>(p, nx - t[0]));
+    for (std::int64_t k = 0; k < p && t[2] + k < nz; ++k)
+      for (std::int64_t j = 0; j < p && t[1] + j < ny; ++j)
+        row(static_cast<std::size_t>((k * p + j) * p), static_cast<std::size_t>(((t[2] + k) * ny + t[1] + j) * nx + t[0]),
+            length);
+  };
 
   // Fast path: tiles whose channel 0 stays at or below the threshold (air) are not run.
   std::vector<std::array<std::int64_t, 3>> skipped;
@@ -381,15 +389,9 @@ MultiChannelImage<Scanner> sliding_window_batched(const MultiChannelImage<Scanne
     std::vector<std::array<std::int64_t, 3>> kept;
     for (const auto& t : tiles) {
       bool empty = true;
-      for (std::int64_t k = t[2]; k < std::min<std::int64_t>(t[2] + p, nz) && empty; ++k)
-        for (std::int64_t j = t[1]; j < std::min<std::int64_t>(t[1] + p, ny) && empty; ++j) {
-          const float* row = c0 + static_cast<std::size_t>(k) * sxy + static_cast<std::size_t>(j) * sx;
-          for (std::int64_t i = t[0]; i < std::min<std::int64_t>(t[0] + p, nx); ++i)
-            if (row[i] > options.skip_tile_max_input) {
-              empty = false;
-              break;
-            }
-        }
+      for_each_row(t, [&](std::size_t, std::size_t v, std::size_t n) {
+        empty = empty && std::all_of(c0 + v, c0 + v + n, [&](float x) { return x <= options.skip_tile_max_input; });
+      });
       (empty ? skipped : kept).push_back(t);
     }
     tiles.swap(kept);
@@ -401,22 +403,13 @@ MultiChannelImage<Scanner> sliding_window_batched(const MultiChannelImage<Scanne
   MultiChannelImage<Scanner> out(grid, out_channels, 0.0f);
   std::vector<float> weight_sum(voxels, 0.0f);
   // Skipped tiles: weight into the sum, weight x 1 into channel 0 (background), nothing elsewhere.
-  for (const auto& t : skipped) {
-    const std::int64_t len_i = std::min<std::int64_t>(p, nx - t[0]);
-    for (std::int64_t k = 0; k < p && t[2] + k < nz; ++k)
-      for (std::int64_t j = 0; j < p && t[1] + j < ny; ++j) {
-        const std::size_t prow = (static_cast<std::size_t>(k) * pp + static_cast<std::size_t>(j)) * pp;
-        const std::size_t vrow = static_cast<std::size_t>(t[2] + k) * sxy + static_cast<std::size_t>(t[1] + j) * sx +
-                                 static_cast<std::size_t>(t[0]);
-        const float* w = weight.data() + prow;
-        float* ws = weight_sum.data() + vrow;
-        float* bg = out.data.data() + vrow;
-        for (std::int64_t i = 0; i < len_i; ++i) {
-          ws[i] += w[i];
-          bg[i] += w[i];
-        }
+  for (const auto& t : skipped)
+    for_each_row(t, [&](std::size_t pr, std::size_t v, std::size_t n) {
+      for (std::size_t i = 0; i < n; ++i) {
+        weight_sum[v + i] += weight[pr + i];
+        out.data[v + i] += weight[pr + i];
       }
-  }
+    });
 
   const std::size_t batch_cap = std::max<std::size_t>(1, std::min(static_cast<std::size_t>(batch_size), tiles.size()));
   std::vector<float> in_buf(batch_cap * cin * patch_voxels);
@@ -426,40 +419,24 @@ MultiChannelImage<Scanner> sliding_window_batched(const MultiChannelImage<Scanne
     const std::size_t count = std::min(batch_cap, tiles.size() - first);
     // Gather: zeros outside the volume.
     std::fill(in_buf.begin(), in_buf.begin() + static_cast<std::ptrdiff_t>(count * cin * patch_voxels), 0.0f);
-    for (std::size_t b = 0; b < count; ++b) {
-      const auto& t = tiles[first + b];
-      const std::int64_t len_i = std::min<std::int64_t>(p, nx - t[0]);
-      for (std::size_t c = 0; c < cin; ++c) {
-        const float* src = input.data.data() + c * voxels;
-        float* dst = in_buf.data() + (b * cin + c) * patch_voxels;
-        for (std::int64_t k = 0; k < p && t[2] + k < nz; ++k)
-          for (std::int64_t j = 0; j < p && t[1] + j < ny; ++j)
-            std::memcpy(dst + (static_cast<std::size_t>(k) * pp + static_cast<std::size_t>(j)) * pp,
-                        src + static_cast<std::size_t>(t[2] + k) * sxy + static_cast<std::size_t>(t[1] + j) * sx +
-                            static_cast<std::size_t>(t[0]),
-                        static_cast<std::size_t>(len_i) * sizeof(float));
-      }
-    }
+    for (std::size_t b = 0; b < count; ++b)
+      for_each_row(tiles[first + b], [&](std::size_t pr, std::size_t v, std::size_t n) {
+        for (std::size_t c = 0; c < cin; ++c)
+          std::copy_n(input.data.data() + c * voxels + v, n, in_buf.data() + (b * cin + c) * patch_voxels + pr);
+      });
     predict(static_cast<int>(count), in_buf.data(), out_buf.data());
     // Scatter: weighted sum of the part inside the volume.
-    for (std::size_t b = 0; b < count; ++b) {
-      const auto& t = tiles[first + b];
-      const std::int64_t len_i = std::min<std::int64_t>(p, nx - t[0]);
-      for (std::int64_t k = 0; k < p && t[2] + k < nz; ++k)
-        for (std::int64_t j = 0; j < p && t[1] + j < ny; ++j) {
-          const std::size_t prow = (static_cast<std::size_t>(k) * pp + static_cast<std::size_t>(j)) * pp;
-          const std::size_t vrow = static_cast<std::size_t>(t[2] + k) * sxy + static_cast<std::size_t>(t[1] + j) * sx +
-                                   static_cast<std::size_t>(t[0]);
-          const float* w = weight.data() + prow;
-          float* ws = weight_sum.data() + vrow;
-          for (std::int64_t i = 0; i < len_i; ++i) ws[i] += w[i];
-          for (std::size_t c = 0; c < cout; ++c) {
-            const float* src = out_buf.data() + (b * cout + c) * patch_voxels + prow;
-            float* dst = out.data.data() + c * voxels + vrow;
-            for (std::int64_t i = 0; i < len_i; ++i) dst[i] += w[i] * src[i];
-          }
+    for (std::size_t b = 0; b < count; ++b)
+      for_each_row(tiles[first + b], [&](std::size_t pr, std::size_t v, std::size_t n) {
+        const float* w = weight.data() + pr;
+        float* ws = weight_sum.data() + v;
+        for (std::size_t i = 0; i < n; ++i) ws[i] += w[i];
+        for (std::size_t c = 0; c < cout; ++c) {
+          const float* src = out_buf.data() + (b * cout + c) * patch_voxels + pr;
+          float* dst = out.data.data() + c * voxels + v;
+          for (std::size_t i = 0; i < n; ++i) dst[i] += w[i] * src[i];
         }
-    }
+      });
   }
   for (std::size_t c = 0; c < cout; ++c) {
     float* dst = out.data.data() + c * voxels;
