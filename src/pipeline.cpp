@@ -189,7 +189,7 @@ Segmentation Pipeline::segment(const Scan& scan) {
   // 3. drop the background channel
   Segmentation s;
   s.reorientation = input.reorientation;
-  s.source = "network:" + network_->card().id;
+  s.source = "network:" + network_->card().id + (options_.reference_inference ? " (reference)" : " (fast)");
   s.soft_masks = MultiChannelImage<Scanner>(prob.grid, kNumClasses);
   const std::size_t n = static_cast<std::size_t>(prob.grid.voxels());
   std::copy(prob.data.begin() + static_cast<std::ptrdiff_t>(n), prob.data.end(), s.soft_masks.data.begin());
