@@ -612,6 +612,9 @@ CropRun run_crop(const CropRequest& request) {
   if (request.seg && (dataset || request.inputs.size() != 1))
     throw Error(ErrorCode::Usage, "--seg goes with exactly one input (use --seg-dir for several)");
   if (request.seg && request.seg_dir) throw Error(ErrorCode::Usage, "give --seg or --seg-dir, not both");
+  if (request.crop.margin_mm &&
+      !(std::isfinite(*request.crop.margin_mm) && *request.crop.margin_mm >= 0.0 && *request.crop.margin_mm <= 1000.0))
+    throw Error(ErrorCode::Usage, "--margin " + std::to_string(*request.crop.margin_mm) + " mm: it must be in [0, 1000]");
   if (request.shard.count < 1 || request.shard.index < 0 || request.shard.index >= request.shard.count)
     throw Error(ErrorCode::Usage, "invalid shard " + std::to_string(request.shard.index) + "/" + std::to_string(request.shard.count));
   if (request.seg_dir && !fs::is_directory(*request.seg_dir))

@@ -51,7 +51,8 @@ void register_crop(CLI::App& app, int& exit_code) {
                                   "<image name>.nii.gz or a mask folder <case>/")
                       ->check(CLI::ExistingDirectory);
   seg->excludes(seg_dir);
-  cmd->add_option("--margin", *margin, "Margin in mm on every side [default: the region's, usually 10]");
+  cmd->add_option("--margin", *margin, "Margin in mm on every side, 0 to 1000 [default: the region's, usually 10]")
+      ->check(CLI::Range(0.0, 1000.0));
   cmd->add_option("--pad", *pad, "Pad boxes that leave the scan to their full size with VALUE, or 'min'");
   cmd->add_option("--target-spacing", *spacing, "Resample crops to SX,SY,SZ mm (linear; labels nearest)");
   cmd->add_flag("--z-only", req->crop.z_only, "Crop along the superior-inferior axis only");
@@ -65,7 +66,7 @@ void register_crop(CLI::App& app, int& exit_code) {
   cmd->add_flag("--json", *json, "Print the records (a JSON array, one object per case and region) to stdout");
   add_pipeline_options(*cmd, req->pipeline);
   cmd->callback([req, pad, spacing, shard, margin, json, &exit_code] {
-    if (*margin >= 0.0) req->crop.margin_mm = *margin;
+    if (*margin != -1.0) req->crop.margin_mm = *margin;  // -1: not given (NaN reaches run_crop, which refuses it)
     if (!pad->empty()) {
       req->crop.pad = true;
       if (*pad != "min") {

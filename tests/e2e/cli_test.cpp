@@ -35,6 +35,11 @@ TEST(Cli, UsageErrorsExitTwo) {
   std::string out;
   EXPECT_EQ(run_command(ctarr(""), &out), 2);
   EXPECT_EQ(run_command(ctarr("crop in.nii.gz"), &out), 2);  // no --region
+  for (const char* margin : {"-5", "1e9", "nan"}) {  // a negative margin was once taken as "not given"
+    EXPECT_EQ(run_command(ctarr(std::string("crop --region liver --margin ") + margin + " in.nii.gz"), &out), 2)
+        << margin << ": " << out;
+    EXPECT_NE(out.find("--margin"), std::string::npos) << out;
+  }
   EXPECT_EQ(run_command(ctarr("frobnicate"), &out), 2);
 }
 
