@@ -457,6 +457,59 @@ void check_meta_image_complete(const std::string& path, std::uint64_t expected_b
                                                 std::to_string(needed) + " data bytes are present");
 }
 
+// NRRD (.nrrd with attached data, .nhdr with a detached data file): ITK allocates the declared size before it finds
+// the data short, so a lying header cost a giant allocation. Raw data must be all there; gzip data cannot expand
+// more than 1032:1. Other encodings (ascii, hex, bzip2) and file lists are left to ITK.
+void check_nrrd_complete(const std::string& path, std::uint64_t expected_bytes) {
+  std::ifstream in(path, std::ios::binary);
+  if (!in) return;
+  std::string line, encoding = "raw", data_file;
+  bool first = true;
+  bool attached = false;
+  while (std::getline(in, line) && in.tellg() < 1 << 20) {
+    if (!line.empty() && line.back() == '\r') line.pop_back();
+    if (first) {
+      first = false;
+      if (line.rfind("NRRD", 0) != 0) return;
+      continue;
+    }
+    if (line.empty()) {  // end of the header: attached data follows
+      attached = true;
+      break;
+    }
+    if (line[0] == '#') continue;
+    const auto colon = line.find(": ");
+    if (colon == std::string::npos) continue;  // key:=value pairs and the like
+    const std::string key = trim(line.substr(0, colon)), value = trim(line.substr(colon + 2));
+    if (key == "encoding") encoding = value;
+    if (key == "data file" || key == "datafile") data_file = value;
+  }
+  std::uint64_t available = 0;
+  std::error_code ec;
+  if (!data_file.empty()) {
+    if (data_file.find(' ') != std::string::npos || data_file.rfind("LIST", 0) == 0) return;  // pattern or list
+    const fs::path raw = fs::path(data_file).is_absolute() ? fs::path(data_file) : fs::path(path).parent_path() / data_file;
+    available = fs::file_size(raw, ec);
+    if (ec) throw Error(ErrorCode::UnreadableInput, path + ": its data file " + raw.string() + " is missing");
+  } else if (attached && in) {
+    const auto header_end = static_cast<std::uint64_t>(in.tellg());
+    const std::uint64_t size = fs::file_size(path, ec);
+    if (ec) return;
+    available = size > header_end ? size - header_end : 0;
+  } else {
+    return;
+  }
+  if (encoding == "raw" && available < expected_bytes)
+    throw Error(ErrorCode::UnreadableInput, path + ": the file is truncated or its header is wrong: " +
+                                                std::to_string(available) + " of the " + std::to_string(expected_bytes) +
+                                                " declared data bytes are present");
+  if ((encoding == "gzip" || encoding == "gz") &&
+      static_cast<double>(expected_bytes) > 1032.0 * static_cast<double>(available) + 65536.0)
+    throw Error(ErrorCode::UnreadableInput, path + ": the file is truncated or its header is wrong: it declares " +
+                                                std::to_string(expected_bytes) + " data bytes but holds only " +
+                                                std::to_string(available) + " bytes of gzip data");
+}
+
 // ---- DICOM structure check (before GDCM sees a file) --------------------------------------------------------
 //
 // Debian's GDCM 3.0 is built with assertions: a DICOM file cut short (an interrupted transfer, found by
@@ -729,6 +782,7 @@ RawImage read_image_file(const std::string& path, ReadKind kind) {
   try {
     if (out.format == "nifti" && ncomp == 1 && read_nifti_voxels(path, values, out)) return out;
     if (out.format == "meta") check_meta_image_complete(path, static_cast<std::uint64_t>(io->GetImageSizeInBytes()));
+    if (out.format == "nrrd") check_nrrd_complete(path, static_cast<std::uint64_t>(io->GetImageSizeInBytes()));
     std::vector<char> raw(static_cast<std::size_t>(io->GetImageSizeInBytes()));
     io->Read(raw.data());
     out.voxels.resize(values);

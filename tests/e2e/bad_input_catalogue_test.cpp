@@ -309,6 +309,28 @@ const std::vector<Case>& cases() {
              << std::string(64, '\0');
          return crop_of(d.file("overflow.nrrd"), "", {});
        }},
+      {"nrrd_raw_data_shorter_than_declared", 3,
+       [](const TempDir& d) -> std::optional<CaseSetup> {
+         // 1500 x 1500 x 800 floats (7.2 GB) declared, 1 KiB present: refused before ITK allocates the buffer
+         // (the address-space limit makes an early allocation fail the test).
+         std::ofstream(d.file("short.nrrd"))
+             << "NRRD0004\ntype: float\ndimension: 3\nsizes: 1500 1500 800\nspacings: 1 1 1\n"
+                "encoding: raw\nendian: little\n\n"
+             << std::string(1024, '\0');
+         CaseSetup s = crop_of(d.file("short.nrrd"), "", {"truncated"});
+         s.shell_prefix = "ulimit -v 3000000; ";
+         return s;
+       }},
+      {"nrrd_detached_data_file_short", 3,
+       [](const TempDir& d) -> std::optional<CaseSetup> {
+         std::ofstream(d.file("detached.nhdr"))
+             << "NRRD0004\ntype: float\ndimension: 3\nsizes: 1500 1500 800\nspacings: 1 1 1\n"
+                "encoding: raw\nendian: little\ndata file: detached.raw\n";
+         std::ofstream(d.file("detached.raw")) << std::string(4096, '\0');
+         CaseSetup s = crop_of(d.file("detached.nhdr"), "", {"truncated"});
+         s.shell_prefix = "ulimit -v 3000000; ";
+         return s;
+       }},
       {"one_voxel_thick_volume", 6,
        [](const TempDir& d) -> std::optional<CaseSetup> {
          // One axial slice of the fitting scan, with its labels: read, then refused by the fit with a clear
