@@ -2,6 +2,7 @@
 #include "ctarr/batch.hpp"
 
 #include "ctarr/error.hpp"
+#include "temp_files.hpp"
 
 #include <atomic>
 #include <cmath>
@@ -41,9 +42,11 @@ static_assert(std::atomic<int>::is_always_lock_free, "the signal handler needs a
 struct sigaction g_old_int, g_old_term;
 
 extern "C" void on_stop_signal(int sig) {
-  g_stop_signal.store(sig);
-  // A second signal ends the process the usual way.
+  if (g_stop_signal.exchange(sig) == 0) return;  // the first: stop between steps
+  // A second signal ends the process the usual way, without leaving a temporary file behind.
+  remove_temp_files_now();
   std::signal(sig, SIG_DFL);
+  std::raise(sig);
 }
 
 }  // namespace

@@ -3,6 +3,7 @@
 #include "ctarr/io.hpp"
 
 #include "detail/itk_bridge.hpp"
+#include "temp_files.hpp"
 
 #include <algorithm>
 #include <atomic>
@@ -204,6 +205,7 @@ void write_atomically(const std::string& path, const std::string& extension,
     std::error_code ignored;
     fs::remove(tmp, ignored);
   };
+  const TempFileGuard in_flight(tmp.c_str());  // a second SIGINT/SIGTERM removes it (batch.cpp)
   try {
     write_to(tmp.string());
     if (!fs::is_regular_file(tmp, ec))

@@ -31,8 +31,8 @@ std::vector<T> select_shard(const std::vector<T>& sorted, const Shard& shard) {
 // ---- stop requests ----------------------------------------------------------------------------------------------
 
 // While alive, SIGINT and SIGTERM set a stop request instead of killing the process; a batch checks it between
-// steps, removes what the current case wrote, and stops. A second signal kills the process as usual (the handler
-// is reset after the first). The previous handlers come back on destruction.
+// steps, removes what the current case wrote, and stops. A second signal removes the temporary files being written
+// at that moment and kills the process as usual. The previous handlers come back on destruction.
 class StopOnSignals {
  public:
   StopOnSignals();

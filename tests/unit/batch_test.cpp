@@ -2,9 +2,17 @@
 
 #include "ctarr/error.hpp"
 
+#include "../../src/temp_files.hpp"  // private to the library, tested directly
+#include "support/support.hpp"
+
 #include <gtest/gtest.h>
 
+#include <sys/wait.h>
+#include <unistd.h>
+
 #include <csignal>
+#include <filesystem>
+#include <fstream>
 #include <numeric>
 #include <set>
 
@@ -62,6 +70,42 @@ TEST(StopOnSignals, ASignalBecomesAStopRequestAndTheOldHandlerComesBack) {
   EXPECT_EQ(now.sa_handler, SIG_DFL);
   clear_stop_request();
   EXPECT_EQ(stop_signal(), 0);
+}
+
+// In a child process: a file registered as being written, a first SIGINT (a stop request), a second SIGINT: the
+// file is gone and the child died of SIGINT. An unregistered file beside it stays.
+TEST(StopOnSignals, ASecondSignalRemovesTheFilesBeingWrittenAndKills) {
+  TempDir dir;
+  const std::string in_flight = dir.file(".liver.tmp123_0.nii.gz"), finished = dir.file("done.nii.gz");
+  std::ofstream(in_flight) << "partial";
+  std::ofstream(finished) << "complete";
+  const pid_t pid = fork();
+  ASSERT_GE(pid, 0);
+  if (pid == 0) {
+    StopOnSignals guard;
+    const TempFileGuard writing(in_flight.c_str());
+    std::raise(SIGINT);
+    if (stop_signal() != SIGINT) _exit(3);
+    std::raise(SIGINT);
+    _exit(4);  // not reached
+  }
+  int status = 0;
+  ASSERT_EQ(waitpid(pid, &status, 0), pid);
+  ASSERT_TRUE(WIFSIGNALED(status)) << "exit status " << (WIFEXITED(status) ? WEXITSTATUS(status) : -1);
+  EXPECT_EQ(WTERMSIG(status), SIGINT);
+  EXPECT_FALSE(std::filesystem::exists(in_flight));
+  EXPECT_TRUE(std::filesystem::exists(finished));
+}
+
+TEST(TempFiles, SlotsAreReusedAndOverlongPathsAreNotRegistered) {
+  std::vector<int> slots;
+  for (int n = 0; n < 64; ++n) slots.push_back(register_temp_file("/tmp/x"));
+  EXPECT_EQ(std::count(slots.begin(), slots.end(), -1), 0);
+  EXPECT_EQ(register_temp_file("/tmp/one-too-many"), -1);
+  unregister_temp_file(slots[10]);
+  EXPECT_EQ(register_temp_file("/tmp/y"), slots[10]);
+  for (int s : slots) unregister_temp_file(s);
+  EXPECT_EQ(register_temp_file(std::string(5000, 'a').c_str()), -1);
 }
 
 TEST(Progress, LineShowsCountsAndEta) {
