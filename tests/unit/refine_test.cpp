@@ -265,11 +265,13 @@ TEST(Refine, RecoversA100x100x150Scan) {
   EXPECT_LT((r.scanner_to_atlas()(grid.centre()).mm - truth * grid.centre().mm).norm(), 3.0);
 }
 
-// Not run by default (about 10 s): random orientation, per-axis scale in [0.9, 1.1], field of view 180-480 mm long
-// anywhere along the body, and every other case a start perturbed by up to 15 mm per axis and 5 % in scale. Cases the
-// landmark fit cannot solve by design (fewer than 4 classes seen and a rotated scan) are skipped. Prints the error
-// distribution; run with --gtest_also_run_disabled_tests --gtest_filter='*Stress*' (SEED=n picks another draw).
-TEST(Refine, DISABLED_StressRandomTransformsAndFieldsOfView) {
+// 30 draws (about 5 s with the fused Dice pass; it was disabled at 10+ s with LibTorch autograd): random orientation,
+// per-axis scale in [0.9, 1.1], field of view 180-480 mm long anywhere along the body, and every other case a start
+// perturbed by up to 15 mm per axis and 5 % in scale. Cases the landmark fit cannot solve by design (fewer than 4
+// classes seen and a rotated scan) are skipped. Prints the error distribution and holds it to bounds about 2-3x the
+// measured one (seed 12345: median 0.30 mm / 0.46 %, 90th percentile 0.93 mm / 2.2 %, 3 of 30 outside 3 mm / 2 %);
+// SEED=n picks another draw.
+TEST(Refine, StressRandomTransformsAndFieldsOfView) {
   std::mt19937 rng(std::getenv("SEED") ? static_cast<unsigned>(std::atoi(std::getenv("SEED"))) : 12345u);
   std::uniform_real_distribution<double> uniform(0.0, 1.0);
   const auto candidates = orientation_candidates(false);
@@ -305,6 +307,12 @@ TEST(Refine, DISABLED_StressRandomTransformsAndFieldsOfView) {
             << errors_mm[m / 2] << " mm, 90th " << errors_mm[m * 9 / 10] << " mm, max " << errors_mm[m - 1]
             << " mm; worst per-axis scale error median " << 100 * scale_errors[m / 2] << " %, 90th "
             << 100 * scale_errors[m * 9 / 10] << " %, max " << 100 * scale_errors[m - 1] << " %\n";
+  EXPECT_GE(m, 20u) << "too few cases were solvable by design";
+  EXPECT_LT(errors_mm[m / 2], 1.0);
+  EXPECT_LT(scale_errors[m / 2], 0.01);
+  EXPECT_LT(errors_mm[m * 9 / 10], 3.0);
+  EXPECT_LT(scale_errors[m * 9 / 10], 0.05);
+  EXPECT_LE(bad, 6) << "of " << m;
 }
 
 // ---- errors --------------------------------------------------------------------------------------------------
