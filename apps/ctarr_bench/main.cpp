@@ -120,6 +120,10 @@ int main(int argc, char** argv) {
   app.add_option("--out", out_dir, "folder for the crops (default: a temporary folder, removed)");
   app.add_option("--device", device, "cpu | cuda | auto");
   bool fit_only = false;
+  int skip_core_margin = 0;
+  app.add_option("--skip-core-margin", skip_core_margin,
+                 "fast path: skip tiles whose core (the tile less N voxels per inner side) is all air "
+                 "(SlidingWindowOptions::skip_core_margin; default 0: only all-air tiles)");
   app.add_flag("--fit-only", fit_only, "with --seg: stop after the fit and print scanner_to_atlas_4x4 as JSON");
   CLI11_PARSE(app, argc, argv);
   namespace fs = std::filesystem;
@@ -198,9 +202,11 @@ int main(int argc, char** argv) {
         return 0;
       }
       if (mode != "reference") {
-        const PredictOptions fast = fast_predict_options(net.card(), net.device());
-        std::printf("  fast path: %s, skip tiles with channel 0 <= %.2f\n",
-                    fast.precision == Precision::BFloat16 ? "bfloat16" : "float32", fast.window.skip_tile_max_input);
+        PredictOptions fast = fast_predict_options(net.card(), net.device());
+        fast.window.skip_core_margin = skip_core_margin;
+        std::printf("  fast path: %s, skip tiles with channel 0 <= %.2f (core margin %d)\n",
+                    fast.precision == Precision::BFloat16 ? "bfloat16" : "float32", fast.window.skip_tile_max_input,
+                    fast.window.skip_core_margin);
         const auto prob = timed("network, fast path", [&] { return net.predict(input_pre.network_input, fast); });
         network_s["fast"] = stages.back().seconds;
         seg_fast = to_segmentation(prob, input_pre.reorientation, "network:" + net.card().id + " (fast)");

@@ -44,6 +44,12 @@ struct SlidingWindowOptions {
   // reference layout, so every voxel that lies in no skipped tile gets exactly the reference's value, and the
   // others are (for the card's first window, -500..1300 HU, and 0) voxels in air. Negative: run every tile.
   float skip_tile_max_input = -1.0f;
+  // With skip_tile_max_input: only the tile's core is tested, the tile less this many voxels on every side that
+  // faces another tile (sides on the volume's boundary are tested to the boundary). With 50 % overlap and a margin
+  // of patch / 4 the cores of a row of tiles cover the volume, so every voxel above the threshold lies in the core
+  // of a tile that runs. A skipped tile then adds background, with its weight, only at its voxels at or below the
+  // threshold (air); the voxels above it take the weighted mean of the tiles that ran over them. 0: the whole tile.
+  int skip_core_margin = 0;
 };
 
 // Arithmetic used inside the network. BFloat16: convolutions in bfloat16 under LibTorch autocast (norms, softmax

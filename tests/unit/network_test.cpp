@@ -213,6 +213,46 @@ TEST(SlidingWindow, AirTilesAreSkippedAndEveryOtherVoxelKeepsTheReferenceValue) 
   }
 }
 
+TEST(SlidingWindow, WithACoreMarginTilesWithAnAirCoreAreSkippedAndBodyVoxelsKeepRunTilesOnly) {
+  // Body (channel 0 > 0) for i >= 22; 8^3 tiles every 4 voxels; margin 2. The tile at i0 = 16 spans 16..23 with
+  // core 18..21: all air, so it is skipped although voxels 22 and 23 (body) lie in it; they lie in the core of the
+  // tile at 20 (core 22..25), which runs.
+  const int p = 8;
+  MultiChannelImage<Scanner> in = random_image(Index3{{40, 12, 13}}, 2);
+  const auto nx = in.grid.size[0];
+  const auto voxels = static_cast<std::size_t>(in.grid.voxels());
+  for (std::size_t v = 0; v < voxels; ++v) {
+    if (static_cast<std::int64_t>(v) % nx < 22) in.data[v] = 0.0f;
+    else in.data[v] = 0.5f + 0.5f * std::abs(in.data[v]);  // strictly above the threshold
+  }
+  const auto predict = [&](const float* x, float* y) { identity_ish(p, x, y); };
+  const auto reference = sliding_window(in, 3, predict, window(p));
+  SlidingWindowOptions whole = window(p), core = window(p);
+  whole.skip_tile_max_input = core.skip_tile_max_input = 0.0f;
+  core.skip_core_margin = 2;
+  int calls_whole = 0, calls_core = 0;
+  sliding_window(in, 3, [&](const float* x, float* y) { ++calls_whole; predict(x, y); }, whole);
+  const auto fast = sliding_window(in, 3, [&](const float* x, float* y) { ++calls_core; predict(x, y); }, core);
+  const std::size_t rows = sliding_window_starts(12, p, 0.5).size() * sliding_window_starts(13, p, 0.5).size();
+  const std::size_t columns = sliding_window_starts(40, p, 0.5).size();
+  EXPECT_EQ(static_cast<std::size_t>(calls_whole), (columns - 4) * rows);  // i0 = 0, 4, 8, 12 all air
+  EXPECT_EQ(static_cast<std::size_t>(calls_core), (columns - 5) * rows);   // and i0 = 16 by its core
+  // identity_ish predicts channel 0 = the input's channel 0 in every tile, so any weighted mean of run tiles gives
+  // back the input there; a skipped tile's background (1) mixed in would not.
+  for (std::size_t v = 0; v < voxels; ++v) {
+    const auto i = static_cast<std::int64_t>(v) % nx;
+    if (i >= 24) {  // in no skipped tile: exactly the reference
+      for (int c = 0; c < 3; ++c)
+        ASSERT_EQ(fast.data[static_cast<std::size_t>(c) * voxels + v], reference.data[static_cast<std::size_t>(c) * voxels + v]) << v;
+    } else if (i >= 22) {  // body in the skipped tile's periphery: from the run tiles only
+      ASSERT_NEAR(fast.data[v], in.data[v], 1e-5f) << v;
+      ASSERT_NEAR(reference.data[v], in.data[v], 1e-5f) << v;
+    } else if (i < 16) {  // only in skipped tiles: background
+      ASSERT_FLOAT_EQ(fast.data[v], 1.0f) << v;
+    }
+  }
+}
+
 TEST(SlidingWindow, InvalidOptionsAreUsageErrors) {
   const MultiChannelImage<Scanner> in = random_image(Index3{{4, 4, 4}}, 1);
   auto noop = [](const float*, float*) {};
