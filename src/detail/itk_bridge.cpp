@@ -536,6 +536,9 @@ class DicomWalker {
         syntax.assign(reinterpret_cast<const char*>(d_.data() + pos + header), static_cast<std::size_t>(len));
       pos += header + static_cast<std::size_t>(len);
     }
+    // Nothing after the file meta header: GDCM 3.0 asserts ("Should not happen") reading on past the end (found by
+    // fuzz_read_dicom: a 192-byte file whose meta group ends the file).
+    if (pos >= d_.size()) return "the file ends after its file meta header: it holds no data set (cut short?)";
     while (!syntax.empty() && (syntax.back() == '\0' || syntax.back() == ' ')) syntax.pop_back();
     if (syntax == "1.2.840.10008.1.2.1.99") return "";  // deflated: GDCM inflates and checks it
     explicit_ = syntax != "1.2.840.10008.1.2";

@@ -227,6 +227,32 @@ TEST(NiftiReader, DeclaredSizeBeyondWhatTheFileCanHoldIsRefusedBeforeAllocating)
 
 // ---- label maps coarser than the 3 mm grid ----------------------------------------------------------------------
 
+// fuzz_read_dicom (this session, 9.4 k executions): a DICM file whose file meta header ends the file made GDCM 3.0
+// assert and abort the process. The bytes of the fuzzer's find, rebuilt: 128-byte preamble, "DICM", (0002,0000) UL
+// group length, (0002,0001) OB, (0002,0002) UI 26 bytes, end of file. With one data element after the header it
+// reads (as not an image), so only the empty data set is refused.
+TEST(DicomReader, AFileMetaHeaderWithNoDataSetIsRefusedNotAnAbortInsideGdcm) {
+  std::string bytes(128, '\0');
+  bytes += "DICM";
+  const auto element = [&](std::uint16_t el, const char* vr, const std::string& value, bool long_form) {
+    bytes += std::string{'\x02', '\0', static_cast<char>(el & 0xFF), static_cast<char>(el >> 8), vr[0], vr[1]};
+    const auto n = static_cast<std::uint32_t>(value.size());
+    if (long_form)
+      bytes += std::string{'\0', '\0', static_cast<char>(n & 0xFF), static_cast<char>((n >> 8) & 0xFF), '\0', '\0'};
+    else
+      bytes += std::string{static_cast<char>(n & 0xFF), static_cast<char>(n >> 8)};
+    bytes += value;
+  };
+  element(0x0000, "UL", std::string("\xa2\0\0\0", 4), false);
+  element(0x0001, "OB", std::string("\0\x01", 2), true);
+  element(0x0002, "UI", std::string("1.2.840\0", 8) + std::string(18, '\0'), false);
+  ASSERT_EQ(bytes.size(), 192u);
+  TempDir dir;
+  const std::string path = dir.file("meta_only.dcm");
+  std::ofstream(path, std::ios::binary) << bytes;
+  expect_error([&] { (void)read_scan(path); }, ErrorCode::UnreadableInput, {path, "no data set"});
+}
+
 TEST(LabelFractions, LabelMapCoarserThanTheTargetFillsEveryCoveredVoxel) {
   // A 6 mm label map, all label 1, onto a 3 mm grid over the same extent: every target voxel is fully label 1.
   // Splatting label voxel centres alone reached 1 target voxel in 8 ("no anatomy recognised" with --seg).
