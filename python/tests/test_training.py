@@ -1,0 +1,236 @@
+"""Tests of the training package: loss, sampler, BatchNorm folding and export, resumable state."""
+
+import json
+import math
+
+import numpy as np
+import pytest
+import torch
+
+from ctarr_train import checkpoint, classes, evaluate, export, sources, unet
+from ctarr_train.augment import AugmentConfig, PAD_HU
+from ctarr_train.loss import partial_label_loss
+from ctarr_train.sampler import PatchSampler, window
+
+torch.set_num_threads(2)
+
+
+# ---- loss -----------------------------------------------------------------------------------------------------------
+
+def _onehot_logits(target, c, scale=20.0):
+    return torch.nn.functional.one_hot(target, c).movedim(-1, 1).float() * scale
+
+
+def test_loss_of_a_perfect_prediction_is_near_zero():
+    target = torch.zeros(2, 8, 8, 8, dtype=torch.long)
+    target[:, 2:5, 2:5, 2:5] = 3
+    labelled = torch.ones(2, classes.NUM_OUT, dtype=torch.bool)
+    loss, ce, dl = partial_label_loss(_onehot_logits(target, classes.NUM_OUT), target, labelled)
+    assert ce < 1e-6 and dl < 1e-4
+
+
+def test_unlabelled_class_predicted_on_background_costs_nothing_but_labelled_does():
+    target = torch.zeros(1, 8, 8, 8, dtype=torch.long)
+    target[:, :4] = 5                       # class 5 labelled and present
+    pred = target.clone()
+    pred[:, 4:] = 7                         # the network says class 7 where the label says background
+    logits = _onehot_logits(pred, classes.NUM_OUT)
+    labelled = torch.ones(1, classes.NUM_OUT, dtype=torch.bool)
+    _, ce_all, _ = partial_label_loss(logits, target, labelled)
+    labelled[0, 7] = False                  # class 7 is not labelled in this sample: background may be class 7
+    _, ce_partial, dl_partial = partial_label_loss(logits, target, labelled)
+    assert ce_all > 5.0
+    assert ce_partial < 1e-6 and dl_partial < 1e-4
+
+
+def test_loss_gradient_matches_finite_differences():
+    torch.manual_seed(0)
+    logits = torch.randn(1, classes.NUM_OUT, 4, 4, 4, dtype=torch.float64, requires_grad=True)
+    target = torch.randint(0, 4, (1, 4, 4, 4))
+    labelled = torch.zeros(1, classes.NUM_OUT, dtype=torch.bool)
+    labelled[0, :4] = True
+    f = lambda z: partial_label_loss(z, target, labelled)[0].double()  # noqa: E731
+    loss = f(logits)
+    loss.backward()
+    g = logits.grad[0, 2, 1, 1, 1].item()
+    h = 1e-4
+    zp, zm = logits.detach().clone(), logits.detach().clone()
+    zp[0, 2, 1, 1, 1] += h
+    zm[0, 2, 1, 1, 1] -= h
+    fd = (f(zp) - f(zm)).item() / (2 * h)
+    assert g == pytest.approx(fd, rel=1e-3, abs=1e-6)
+
+
+# ---- sampler --------------------------------------------------------------------------------------------------------
+
+@pytest.fixture(scope="module")
+def phantom_sources():
+    s = sources.synthetic_source()
+    ct = sources.Source("synthetic_ct", "ct", {"hu": sources.render_full(s, np.random.default_rng(1))}, s.labels,
+                        s.labelled, s.provenance, group="real")
+    return s, ct
+
+
+def test_sampler_patches_have_the_contract_shapes_and_ranges(phantom_sources):
+    sampler = PatchSampler(list(phantom_sources), patch=32)
+    rng = np.random.default_rng(3)
+    for _ in range(6):
+        x, y, lab, name, info = sampler.sample(rng)
+        assert x.shape == (classes.IN_CHANNELS, 32, 32, 32) and y.shape == (32, 32, 32)
+        assert x.min() >= 0 and x.max() <= 1
+        assert lab.dtype == torch.bool and lab[0]
+        assert y.max() < classes.NUM_OUT and bool(lab[y.unique()].all())
+
+
+def test_sampler_without_augmentation_reproduces_the_source_voxels(phantom_sources):
+    """Identity geometry, no intensity augmentation: the patch is the source crop around the centre."""
+    _, ct = phantom_sources
+    aug = AugmentConfig(zoom=(1.0, 1.0), rot_max_deg=0.0, small_rot_deg=0.0, p_rot90=0.0, p_zflip=0.0, tilt_deg=0.0,
+                        p_fov_circle=0.0, p_fov_z=0.0, real_intensity_p=0.0)
+    sampler = PatchSampler([ct], patch=16, aug=aug)
+    centre = np.array([40.0, 30.0, 60.0])  # (i, j, k), integer: patch voxel offsets are +-0.5 .. +-7.5
+    sampler.centre = lambda src, rng: centre + 0.5
+    x, y, _, _, _ = sampler.sample(np.random.default_rng(0))
+    k0, j0, i0 = int(centre[2]) - 7, int(centre[1]) - 7, int(centre[0]) - 7
+    ref_hu = torch.from_numpy(np.asarray(ct.arrays["hu"][k0:k0 + 16, j0:j0 + 16, i0:i0 + 16], np.float32))
+    assert torch.allclose(x, window(ref_hu), atol=1e-4)
+    assert torch.equal(y, torch.from_numpy(np.asarray(ct.labels[k0:k0 + 16, j0:j0 + 16, i0:i0 + 16]).astype(np.int64)))
+
+
+def test_sampler_z_flip_flips_image_and_labels_together(phantom_sources):
+    _, ct = phantom_sources
+    base = dict(zoom=(1.0, 1.0), rot_max_deg=0.0, small_rot_deg=0.0, p_rot90=0.0, tilt_deg=0.0, p_fov_circle=0.0,
+                p_fov_z=0.0, real_intensity_p=0.0)
+    centre = np.array([48.5, 32.5, 60.5])
+    out = []
+    for p in (0.0, 1.0):
+        s = PatchSampler([ct], patch=16, aug=AugmentConfig(p_zflip=p, **base))
+        s.centre = lambda src, rng: centre
+        out.append(s.sample(np.random.default_rng(0))[:2])
+    assert torch.allclose(out[1][0], torch.flip(out[0][0], dims=[1]), atol=1e-4)
+    assert torch.equal(out[1][1], torch.flip(out[0][1], dims=[0]))
+
+
+def test_outside_the_scan_is_padding_and_background(phantom_sources):
+    _, ct = phantom_sources
+    aug = AugmentConfig(zoom=(1.0, 1.0), rot_max_deg=0.0, small_rot_deg=0.0, p_rot90=0.0, p_zflip=0.0, tilt_deg=0.0,
+                        p_fov_circle=0.0, p_fov_z=0.0, real_intensity_p=0.0)
+    s = PatchSampler([ct], patch=16, aug=aug)
+    s.centre = lambda src, rng: np.array([-100.0, -100.0, -100.0])
+    x, y, _, _, _ = s.sample(np.random.default_rng(0))
+    assert float(x.abs().max()) == 0.0 and int(y.max()) == 0
+    assert float(window(torch.tensor([PAD_HU])).abs().max()) == 0.0
+
+
+# ---- network, folding, export ---------------------------------------------------------------------------------------
+
+def _trained_like_bn_model(filters=(4, 8, 16)):
+    torch.manual_seed(0)
+    m = unet.CtarrUNet(filters, "batch")
+    with torch.no_grad():
+        for mod in m.modules():
+            if isinstance(mod, torch.nn.BatchNorm3d):
+                mod.running_mean.uniform_(-0.5, 0.5)
+                mod.running_var.uniform_(0.5, 2.0)
+                mod.weight.uniform_(0.5, 1.5)
+                mod.bias.uniform_(-0.2, 0.2)
+    return m.eval()
+
+
+def test_folded_network_equals_batchnorm_in_eval_mode():
+    m = _trained_like_bn_model()
+    x = torch.rand(1, classes.IN_CHANNELS, 16, 24, 16)
+    folded = unet.fold_batchnorm(m)
+    assert folded.norm == "none"
+    assert torch.allclose(folded(x), m(x), atol=1e-5)
+    assert not any(isinstance(mod, torch.nn.BatchNorm3d) for mod in folded.modules())
+
+
+def test_whole_volume_equals_tiles_in_the_interior():
+    """With norm 'none' (folded) the output does not depend on the tile, away from the tile border."""
+    m = unet.fold_batchnorm(_trained_like_bn_model())
+    x = torch.rand(1, classes.IN_CHANNELS, 32, 32, 32)
+    whole = m(x)
+    tile = m(x[:, :, 8:24, 8:24, 8:24])
+    # receptive-field effects reach the tile border; the centre voxels see the same input
+    assert torch.allclose(whole[:, :, 15:17, 15:17, 15:17], tile[:, :, 7:9, 7:9, 7:9], atol=1e-4)
+
+
+def test_export_writes_a_card_with_the_contract_and_loadable_weights(tmp_path):
+    m = _trained_like_bn_model()
+    card = export.export_model(m, tmp_path, "test-model", 32, training={"steps": 1})
+    assert card["classes"] == classes.CLASSES and card["windows_hu"] == classes.WINDOWS_HU
+    assert card["architecture"]["normalisation"] == "none" and card["architecture"]["stages"] == 3
+    assert card["weights"]["sha256"] == unet.sha256_file(tmp_path / "ctarr-unet.safetensors")
+    with open(tmp_path / "ctarr-unet.json") as f:
+        assert json.load(f) == card
+    loaded, _ = export.load_exported(tmp_path / "ctarr-unet.safetensors")
+    x = torch.rand(1, classes.IN_CHANNELS, 16, 16, 16)
+    assert torch.allclose(loaded(x), m(x), atol=1e-5)
+    assert not list(tmp_path.glob(".*tmp*"))
+
+
+def test_safetensors_round_trip_keeps_dtypes_and_scalars(tmp_path):
+    t = {"a": torch.randn(3, 2), "b": torch.randn(4).to(torch.bfloat16), "n": torch.tensor(7), "u": torch.arange(5,
+                                                                                                             dtype=torch.uint8)}
+    unet.save_safetensors(t, tmp_path / "x.safetensors", metadata={"k": "v"})
+    back, meta = unet.load_safetensors(tmp_path / "x.safetensors", keep_dtype=True)
+    assert meta == {"k": "v"}
+    for k in t:
+        assert back[k].dtype == t[k].dtype and torch.equal(back[k], t[k])
+
+
+# ---- resumable state ------------------------------------------------------------------------------------------------
+
+def test_committed_state_resumes_the_same_training(tmp_path):
+    """Train 3 steps, commit, restore into a fresh model + optimiser: one more step gives (to bf16 precision) the
+    same weights as continuing the original."""
+    torch.manual_seed(0)
+    x = torch.rand(2, classes.IN_CHANNELS, 16, 16, 16)
+    y = torch.randint(0, 3, (2, 16, 16, 16))
+    lab = torch.ones(2, classes.NUM_OUT, dtype=torch.bool)
+
+    def step(model, opt):
+        loss = partial_label_loss(model(x), y, lab)[0]
+        opt.zero_grad()
+        loss.backward()
+        opt.step()
+
+    m = unet.CtarrUNet((4, 8), "batch")
+    opt = torch.optim.AdamW(m.parameters(), lr=1e-3)
+    for _ in range(3):
+        step(m, opt)
+    state = {"step": 3, "elapsed": 1.0, "curve": [], "evals": []}
+    checkpoint.save_committed(tmp_path, m, opt, state)
+    assert checkpoint.committed_step(tmp_path) == 3
+    m2 = unet.CtarrUNet((4, 8), "batch")
+    opt2 = torch.optim.AdamW(m2.parameters(), lr=1e-3)
+    back = checkpoint.load_committed(tmp_path, m2, opt2)
+    assert back["step"] == 3
+    # bf16 round-trip of the weights, then the same update
+    with torch.no_grad():
+        for p in m.parameters():
+            p.copy_(p.to(torch.bfloat16).float())
+    step(m, opt)
+    step(m2, opt2)
+    for (n, a), (_, b) in zip(m.named_parameters(), m2.named_parameters()):
+        assert torch.allclose(a, b, atol=2e-3), n
+
+
+def test_learning_rate_schedule_warms_up_and_ends_at_the_floor():
+    from ctarr_train.train import learning_rate
+    assert learning_rate(0, 1000, 1e-3, 100) == pytest.approx(1e-5)
+    assert learning_rate(99, 1000, 1e-3, 100) == pytest.approx(1e-3)
+    assert learning_rate(1000, 1000, 1e-3, 100) == pytest.approx(1e-5)
+    assert all(learning_rate(s, 1000, 1e-3, 100) >= learning_rate(s + 1, 1000, 1e-3, 100) for s in range(100, 999))
+
+
+def test_dice_per_class_scores_only_labelled_classes_in_view():
+    ref = np.zeros((4, 4, 4), np.uint8)
+    ref[:2] = 1
+    pred = ref.copy()
+    pred[0] = 0
+    labelled = np.zeros(classes.NUM_OUT, bool)
+    labelled[[0, 1, 2]] = True
+    d = evaluate.dice_per_class(pred, ref, labelled)
+    assert d == {classes.CLASSES[0]: pytest.approx(2 * 16 / (16 + 32), abs=1e-4)}
