@@ -1,20 +1,18 @@
 """ctarr's 19 anatomical classes and the mappings onto them, for the Python scripts.
 
-Mirrors include/ctarr/classes.hpp and src/classes.cpp (class names, TotalSegmentator v1/v2 name tables and
+Class names from share/classes.json (the contract src/classes.cpp compiles in); mirrors src/classes.cpp ( TotalSegmentator v1/v2 name tables and
 the name rules); tests compare the C++ tables with TotalSegmentator's own label file. Also maps the organs of
 the ICRP Publication 110 reference phantoms onto the 19 classes.
 
 Label values are 1..19 in CLASS_NAMES order; 0 is background. Left/right are the patient's.
 """
 
+import json
+import os
 import re
 
-CLASS_NAMES = [
-    "skull", "vertebrae_cervical", "vertebrae_thoracic", "vertebrae_lumbar", "ribs_left",
-    "ribs_right", "sternum", "sacrum", "hip_left", "hip_right",
-    "brain", "lung_left", "lung_right", "heart", "liver",
-    "spleen", "kidney_left", "kidney_right", "urinary_bladder",
-]
+with open(os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "share", "classes.json")) as _f:
+    CLASS_NAMES = json.load(_f)["classes"]  # the contract shared with the C++ and python/ctarr_train
 NUM_CLASSES = len(CLASS_NAMES)
 LABEL = {name: i + 1 for i, name in enumerate(CLASS_NAMES)}  # name -> label value
 

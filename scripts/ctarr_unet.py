@@ -1,9 +1,9 @@
-"""ctarr 3D U-Net: the PyTorch reference implementation, plus a pure-Python safetensors reader/writer.
+"""ctarr-unet-v1 (InstanceNorm), the 3D U-Net of the first shipped model: the PyTorch reference implementation, plus a pure-Python safetensors reader/writer.
 
 This file is the *independent* definition of the network that src/network.cpp re-implements with torch::nn.
 Both must produce the same logits for the same weights (tests/golden/network_golden_test.cpp checks it on a
-fixture written by scripts/make_network_golden.py). Training code should import `CtarrUNet` from here and save
-weights with `save_model`, so that the C++ side can load them.
+fixture written by scripts/make_network_golden.py). The C++ still loads this architecture (cards without an
+"architecture" object); new models are ctarr-unet-v2, trained and exported by python/ctarr_train.
 
 Architecture (the CTARR paper's 3D U-Net), for filters f = [f0, f1, f2, f3] (default 32/64/128/256):
 
@@ -46,15 +46,13 @@ import torch
 from torch import nn
 
 IN_CHANNELS = 3
-CLASSES = [
-    "skull", "vertebrae_cervical", "vertebrae_thoracic", "vertebrae_lumbar", "ribs_left", "ribs_right",
-    "sternum", "sacrum", "hip_left", "hip_right", "brain", "lung_left", "lung_right", "heart", "liver",
-    "spleen", "kidney_left", "kidney_right", "urinary_bladder",
-]
+with open(os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "share", "classes.json")) as _f:
+    _CONTRACT = json.load(_f)  # the contract shared with the C++ and python/ctarr_train
+CLASSES = _CONTRACT["classes"]
 OUT_CHANNELS = 1 + len(CLASSES)  # background + 19 classes
 FILTERS = [32, 64, 128, 256]
-WINDOWS_HU = [[-500, 1300], [-1024, 150], [-150, 250]]
-SPACING_MM = 3
+WINDOWS_HU = _CONTRACT["windows_hu"]
+SPACING_MM = _CONTRACT["spacing_mm"]
 PATCH_SIZE = 64
 
 

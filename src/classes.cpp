@@ -2,6 +2,8 @@
 
 #include <cctype>
 
+#include "ctarr_contract.inc"  // generated from share/classes.json
+
 namespace ctarr {
 
 namespace {
@@ -97,15 +99,19 @@ std::vector<std::string> to_vector(const char* const (&names)[N]) {
 
 }  // namespace
 
+static_assert(CTARR_CONTRACT_CLASS_COUNT == kNumClasses, "share/classes.json must list kNumClasses classes");
+
 const std::array<std::string, kNumClasses>& class_names() {
-  static const std::array<std::string, kNumClasses> names = {
-      "skull",        "vertebrae_cervical", "vertebrae_thoracic", "vertebrae_lumbar", "ribs_left",
-      "ribs_right",   "sternum",            "sacrum",             "hip_left",         "hip_right",
-      "brain",        "lung_left",          "lung_right",         "heart",            "liver",
-      "spleen",       "kidney_left",        "kidney_right",       "urinary_bladder",
-  };
+  static const std::array<std::string, kNumClasses> names = {CTARR_CONTRACT_CLASSES};
   return names;
 }
+
+const std::vector<WindowHU>& contract_windows_hu() {
+  static const std::vector<WindowHU> windows{CTARR_CONTRACT_WINDOWS};
+  return windows;
+}
+
+double contract_spacing_mm() { return CTARR_CONTRACT_SPACING_MM; }
 
 std::optional<int> ctarr_label_for_totalseg_name(const std::string& name) {
   // ctarr's own names map to themselves.

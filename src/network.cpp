@@ -41,7 +41,7 @@ namespace fs = std::filesystem;
 [[noreturn]] void card_fail(const std::string& path, const std::string& what) {
   throw Error(ErrorCode::ModelFailure, "model card " + path + ": " + what +
                                            " (the card must be the JSON written with the weights, see "
-                                           "scripts/ctarr_unet.py)");
+                                           "python/ctarr_train/export.py)");
 }
 
 const json& require(const json& j, const char* key, const std::string& path) {
@@ -49,28 +49,35 @@ const json& require(const json& j, const char* key, const std::string& path) {
   return j.at(key);
 }
 
-// ---- the U-Net (names mirror scripts/ctarr_unet.py) -------------------------------------------------------------
+// ---- the U-Net (names mirror python/ctarr_train/unet.py) ---------------------------------------------------------
+
+using Normalisation = ModelCard::Normalisation;
 
 struct ConvBlockImpl : torch::nn::Module {
-  ConvBlockImpl(int in, int out, int stride)
-      : conv(register_module(
-            "conv", torch::nn::Conv3d(torch::nn::Conv3dOptions(in, out, 3).stride(stride).padding(1).bias(false)))),
-        norm(register_module("norm", torch::nn::InstanceNorm3d(torch::nn::InstanceNorm3dOptions(out)
-                                                                    .eps(1e-5)
-                                                                    .affine(true)
-                                                                    .track_running_stats(false)))) {}
+  ConvBlockImpl(int in, int out, int stride, Normalisation norm_kind)
+      : conv(register_module("conv", torch::nn::Conv3d(torch::nn::Conv3dOptions(in, out, 3)
+                                                           .stride(stride)
+                                                           .padding(1)
+                                                           .bias(norm_kind == Normalisation::None)))) {
+    if (norm_kind == Normalisation::Instance)
+      norm = register_module("norm", torch::nn::InstanceNorm3d(torch::nn::InstanceNorm3dOptions(out)
+                                                                   .eps(1e-5)
+                                                                   .affine(true)
+                                                                   .track_running_stats(false)));
+  }
   torch::Tensor forward(const torch::Tensor& x) {
-    torch::Tensor y = norm(conv(x));
+    torch::Tensor y = conv(x);
+    if (!norm.is_empty()) y = norm(y);
     return torch::leaky_relu_(y, 0.01);
   }
 
   torch::nn::Conv3d conv;
-  torch::nn::InstanceNorm3d norm;
+  torch::nn::InstanceNorm3d norm{nullptr};
 };
 TORCH_MODULE(ConvBlock);
 
-torch::nn::Sequential two_blocks(int in, int out, int first_stride) {
-  return torch::nn::Sequential(ConvBlock(in, out, first_stride), ConvBlock(out, out, 1));
+torch::nn::Sequential two_blocks(int in, int out, int first_stride, Normalisation norm) {
+  return torch::nn::Sequential(ConvBlock(in, out, first_stride, norm), ConvBlock(out, out, 1, norm));
 }
 
 // ConvTranspose3d with kernel 2 and stride 2, computed as what it is: a 1x1x1 convolution to 8 x C_out channels
@@ -90,18 +97,20 @@ torch::Tensor upsample_2x(const torch::nn::ConvTranspose3d& up, const torch::Ten
 }
 
 struct UNetImpl : torch::nn::Module {
-  UNetImpl(int in_channels, int out_channels, const std::array<int, 4>& f) {
+  UNetImpl(int in_channels, int out_channels, const std::vector<int>& f, Normalisation norm) {
     torch::nn::ModuleList encoder, upsample, decoder;
+    const int stages = static_cast<int>(f.size());
     int cin = in_channels;
-    for (int s = 0; s < 4; ++s) {
-      enc.push_back(two_blocks(cin, f[s], s == 0 ? 1 : 2));
+    for (int s = 0; s < stages; ++s) {
+      enc.push_back(two_blocks(cin, f[static_cast<std::size_t>(s)], s == 0 ? 1 : 2, norm));
       encoder->push_back(enc.back());
-      cin = f[s];
+      cin = f[static_cast<std::size_t>(s)];
     }
-    for (int s = 0; s < 3; ++s) {
-      up.push_back(torch::nn::ConvTranspose3d(torch::nn::ConvTranspose3dOptions(f[s + 1], f[s], 2).stride(2).bias(true)));
+    for (int s = 0; s + 1 < stages; ++s) {
+      const int fs = f[static_cast<std::size_t>(s)], next = f[static_cast<std::size_t>(s) + 1];
+      up.push_back(torch::nn::ConvTranspose3d(torch::nn::ConvTranspose3dOptions(next, fs, 2).stride(2).bias(true)));
       upsample->push_back(up.back());
-      dec.push_back(two_blocks(2 * f[s], f[s], 1));
+      dec.push_back(two_blocks(2 * fs, fs, 1, norm));
       decoder->push_back(dec.back());
     }
     register_module("encoder", encoder);
@@ -116,9 +125,9 @@ struct UNetImpl : torch::nn::Module {
       x = stage->forward(x);
       skips.push_back(x);
     }
-    for (int s = 2; s >= 0; --s) {
+    for (int s = static_cast<int>(up.size()) - 1; s >= 0; --s) {
       const torch::Tensor u = upsample_2x(up[static_cast<std::size_t>(s)], x);
-      // skip first, then the upsampled tensor (as in scripts/ctarr_unet.py)
+      // skip first, then the upsampled tensor (as in python/ctarr_train/unet.py)
       x = dec[static_cast<std::size_t>(s)]->forward(torch::cat({skips[static_cast<std::size_t>(s)], u}, 1));
     }
     return head(x);
@@ -143,7 +152,7 @@ std::string join_first(const std::vector<std::string>& names, std::size_t n = 5)
 
 void load_weights(UNet& net, const detail::SafetensorsFile& file, const std::string& path) {
   const std::string hint = " (the weights do not match the card's architecture: re-export the model with "
-                           "scripts/ctarr_unet.py, or fix the card's \"filters\"/\"classes\"/\"windows_hu\")";
+                           "python/ctarr_train (export.py), or fix the card's \"filters\"/\"architecture\")";
   std::vector<std::string> missing, wrong_shape, extra;
   std::set<std::string> used;
   torch::NoGradGuard no_grad;
@@ -228,6 +237,21 @@ ModelCard read_model_card(const std::string& path) {
       if (!c.is_string() || c.get<std::string>().empty()) card_fail(path, "\"classes\" entries must be non-empty strings");
       card.classes.push_back(c.get<std::string>());
     }
+    // The contract (share/classes.json): output channel c + 1 is class_names()[c]. Anything else would put one
+    // organ's probabilities where the atlas expects another's.
+    const auto& own = class_names();
+    if (card.classes.size() != own.size() || !std::equal(own.begin(), own.end(), card.classes.begin())) {
+      std::string what = "\"classes\" must be ctarr's " + std::to_string(own.size()) +
+                         " classes in ctarr's order (share/classes.json); the card lists " +
+                         std::to_string(card.classes.size());
+      for (std::size_t c = 0; c < std::min(own.size(), card.classes.size()); ++c)
+        if (card.classes[c] != own[c]) {
+          what += ", channel " + std::to_string(c + 1) + " is \"" + card.classes[c] + "\" where \"" + own[c] +
+                  "\" is expected";
+          break;
+        }
+      card_fail(path, what);
+    }
 
     const json& spacing = require(j, "spacing_mm", path);
     if (!spacing.is_number() || !(spacing.get<double>() > 0.0) || !std::isfinite(spacing.get<double>()))
@@ -253,13 +277,37 @@ ModelCard read_model_card(const std::string& path) {
     card.patch_size = patch.get<int>();
 
     const json& filters = require(j, "filters", path);
-    if (!filters.is_array() || filters.size() != 4) card_fail(path, "\"filters\" must list 4 stage widths");
-    for (std::size_t s = 0; s < 4; ++s) {
+    if (!filters.is_array() || filters.size() < 2 || filters.size() > 6)
+      card_fail(path, "\"filters\" must list 2 to 6 stage widths");
+    card.filters.clear();
+    for (const json& f : filters) {
       // Bounded: a corrupt card must not make LibTorch allocate a network of billions of channels.
-      if (!filters[s].is_number_integer() || filters[s].get<std::int64_t>() < 1 || filters[s].get<std::int64_t>() > 4096)
+      if (!f.is_number_integer() || f.get<std::int64_t>() < 1 || f.get<std::int64_t>() > 4096)
         card_fail(path, "\"filters\" entries must be integers from 1 to 4096");
-      card.filters[s] = filters[s].get<int>();
+      card.filters.push_back(f.get<int>());
     }
+    // "architecture": an object (ctarr-unet-v2: stages, normalisation) or, in cards of ctarr-unet-v1, a text:
+    // 4 stages with InstanceNorm.
+    card.normalisation = ModelCard::Normalisation::Instance;
+    if (j.contains("architecture") && j["architecture"].is_object()) {
+      const json& a = j["architecture"];
+      if (a.contains("stages") && (!a["stages"].is_number_integer() ||
+                                   a["stages"].get<std::int64_t>() != static_cast<std::int64_t>(card.filters.size())))
+        card_fail(path, "\"architecture.stages\" must equal the number of \"filters\"");
+      if (!a.contains("normalisation") || !a["normalisation"].is_string())
+        card_fail(path, "\"architecture.normalisation\" must be \"none\" (BatchNorm folded) or \"instance\"");
+      const std::string norm = a["normalisation"].get<std::string>();
+      if (norm == "none")
+        card.normalisation = ModelCard::Normalisation::None;
+      else if (norm != "instance")
+        card_fail(path, "\"architecture.normalisation\" is \"" + norm +
+                            "\": ctarr builds \"none\" (BatchNorm folded into the convolutions) or \"instance\"");
+    } else if (card.filters.size() != 4) {
+      card_fail(path, "a card without an \"architecture\" object describes ctarr-unet-v1, which has 4 stages");
+    }
+    if (card.patch_size % card.input_divisor() != 0)
+      card_fail(path, "\"patch_size\" must be a multiple of " + std::to_string(card.input_divisor()) + " for " +
+                          std::to_string(card.filters.size()) + " stages");
 
     const json& weights = require(j, "weights", path);
     if (!weights.is_object() || !weights.contains("sha256") || !weights["sha256"].is_string())
@@ -513,7 +561,7 @@ Network::Network(const std::string& safetensors_path, const DeviceSpec& device) 
   m.out_channels = 1 + static_cast<int>(m.card.classes.size());
 
   try {
-    m.net = UNet(m.in_channels, m.out_channels, m.card.filters);
+    m.net = UNet(m.in_channels, m.out_channels, m.card.filters, m.card.normalisation);
     load_weights(m.net, weights, safetensors_path);
     m.net->eval();
     m.net->to(m.device);
@@ -576,6 +624,8 @@ PredictOptions fast_predict_options(const ModelCard& card, const std::string& de
   // fits by a voxel on a wide-FOV test; to be re-measured with a trained model (docs/PERFORMANCE.md).
   const bool cuda = device.rfind("cuda", 0) == 0;
   o.precision = (cuda || cpu_has_native_bfloat16()) ? Precision::BFloat16 : Precision::Float32;
+  // A tile-independent model runs over the whole volume in one pass (in z slabs for very large volumes).
+  o.whole_volume = card.normalisation == ModelCard::Normalisation::None;
   return o;
 }
 
@@ -620,14 +670,84 @@ class AutocastScope {
 
 }  // namespace
 
+namespace {
+
+std::int64_t round_up(std::int64_t n, std::int64_t d) { return (n + d - 1) / d * d; }
+
+}  // namespace
+
+// Whole volume (PredictOptions::whole_volume): one forward pass, or z slabs with dropped halos where the volume is
+// larger than whole_volume_max_voxels. Slabs start at multiples of the input divisor, so every slab's downsampled
+// grids coincide with those of the one pass.
+MultiChannelImage<Scanner> Network::predict_whole_volume(const MultiChannelImage<Scanner>& input,
+                                                         const PredictOptions& opts) const {
+  Impl& m = *impl_;
+  const std::int64_t d = m.card.input_divisor();
+  const std::int64_t nx = input.grid.size[0], ny = input.grid.size[1], nz = input.grid.size[2];
+  for (int a = 0; a < 3; ++a)
+    if (input.grid.size[a] < 1)
+      throw Error(ErrorCode::UnsupportedGeometry, "network: input has no voxels along axis " + std::to_string(a));
+  const std::int64_t px = round_up(nx, d), py = round_up(ny, d);
+  const std::int64_t halo = round_up(std::max(0, opts.whole_volume_halo), d);
+  std::int64_t core = round_up(nz, d);
+  if (px * py * core > opts.whole_volume_max_voxels) {
+    const std::int64_t fit = opts.whole_volume_max_voxels / (px * py) - 2 * halo;
+    core = std::max<std::int64_t>(d, fit / d * d);
+  }
+  MultiChannelImage<Scanner> out(input.grid, m.out_channels);
+  const std::int64_t plane = nx * ny;
+  const torch::Tensor all =
+      torch::from_blob(const_cast<float*>(input.data.data()), {1, m.in_channels, nz, ny, nx}, torch::kFloat32);
+  const bool bf16 = opts.precision == Precision::BFloat16;
+  for (std::int64_t z0 = 0; z0 < nz; z0 += core) {
+    const std::int64_t z1 = std::min(nz, z0 + core);
+    const std::int64_t lo = std::max<std::int64_t>(0, z0 - halo) / d * d;
+    const std::int64_t hi = std::min(nz, z1 + halo);
+    const std::int64_t pz = round_up(hi - lo, d);
+    const torch::Tensor x =
+        torch::constant_pad_nd(all.slice(2, lo, hi), {0, px - nx, 0, py - ny, 0, pz - (hi - lo)}, 0.0).to(m.device);
+    torch::Tensor logits;
+    {
+      const AutocastScope autocast(bf16, m.device.is_cuda());
+      logits = m.forward(x);
+    }
+    const torch::Tensor prob = torch::softmax(logits.to(torch::kFloat32), 1)
+                                   .slice(2, z0 - lo, z1 - lo)
+                                   .slice(3, 0, ny)
+                                   .slice(4, 0, nx)
+                                   .to(torch::kCPU)
+                                   .contiguous();
+    const float* src = prob.data_ptr<float>();
+    const std::int64_t count = (z1 - z0) * plane;
+    for (int c = 0; c < m.out_channels; ++c)
+      std::memcpy(out.channel(c) + z0 * plane, src + c * count, static_cast<std::size_t>(count) * sizeof(float));
+  }
+  return out;
+}
+
 MultiChannelImage<Scanner> Network::predict(const MultiChannelImage<Scanner>& input, const PredictOptions& opts) const {
   const SlidingWindowOptions& options = opts.window;
   Impl& m = *impl_;
   if (input.channels != m.in_channels)
     throw Error(ErrorCode::Internal, "network: input has " + std::to_string(input.channels) + " channels but model '" +
                                          m.card.id + "' expects " + std::to_string(m.in_channels) + " (one per window)");
-  if (options.patch_size % 8 != 0)
-    throw Error(ErrorCode::Usage, "network: patch size must be a multiple of 8, got " + std::to_string(options.patch_size));
+  if (opts.whole_volume) {
+    if (m.card.normalisation != ModelCard::Normalisation::None)
+      throw Error(ErrorCode::Usage, "network: model '" + m.card.id +
+                                        "' normalises per tile (InstanceNorm): it cannot run over the whole volume");
+    try {
+      torch::InferenceMode guard;
+      return predict_whole_volume(input, opts);
+    } catch (const c10::Error& e) {
+      throw Error(ErrorCode::ModelFailure, "network: whole-volume inference with model '" + m.card.id + "' on " +
+                                               m.device_name + " failed: " + e.what_without_backtrace() +
+                                               (m.device.is_cuda() ? " (out of GPU memory? try --device cpu)" : ""));
+    }
+  }
+  if (options.patch_size % m.card.input_divisor() != 0)
+    throw Error(ErrorCode::Usage, "network: patch size must be a multiple of " +
+                                      std::to_string(m.card.input_divisor()) + ", got " +
+                                      std::to_string(options.patch_size));
   const std::int64_t p = options.patch_size;
   try {
     torch::InferenceMode guard;
@@ -656,9 +776,10 @@ MultiChannelImage<Scanner> Network::predict(const MultiChannelImage<Scanner>& in
 
 std::vector<float> Network::logits(const std::vector<float>& input, const std::array<int, 3>& dhw) const {
   Impl& m = *impl_;
+  const int div = m.card.input_divisor();
   for (int a = 0; a < 3; ++a)
-    if (dhw[static_cast<std::size_t>(a)] < 8 || dhw[static_cast<std::size_t>(a)] % 8 != 0)
-      throw Error(ErrorCode::Usage, "network: input sizes must be positive multiples of 8");
+    if (dhw[static_cast<std::size_t>(a)] < div || dhw[static_cast<std::size_t>(a)] % div != 0)
+      throw Error(ErrorCode::Usage, "network: input sizes must be positive multiples of " + std::to_string(div));
   const std::int64_t d = dhw[0], h = dhw[1], w = dhw[2];
   if (input.size() != static_cast<std::size_t>(m.in_channels * d * h * w))
     throw Error(ErrorCode::Internal, "network: logits input has " + std::to_string(input.size()) + " values, expected " +

@@ -5,14 +5,20 @@
 #include <cstdint>
 #include <optional>
 #include <string>
+#include <utility>
 #include <vector>
 
 namespace ctarr {
 
 constexpr int kNumClasses = 19;  // label values 1..19; 0 is background
 
-// Class names, index c = label value - 1.
+// The segmentation contract lives in share/classes.json, compiled in (and read by python/ctarr_train): the class
+// names in output-channel order (index c = label value - 1), the network's HU windows and its spacing.
 const std::array<std::string, kNumClasses>& class_names();
+
+using WindowHU = std::pair<float, float>;  // [lower, upper] HU, scaled to [0, 1]
+const std::vector<WindowHU>& contract_windows_hu();
+double contract_spacing_mm();
 
 // Label set of an external segmentation.
 enum class LabelSet { Ctarr19, TotalSegV1, TotalSegV2 };

@@ -20,7 +20,16 @@ struct ModelCard {
   double spacing_mm = 3.0;
   std::vector<WindowHU> windows_hu = default_windows_hu();
   int patch_size = 64;
-  std::array<int, 4> filters{32, 64, 128, 256};
+  // The architecture ("architecture" in the card, see python/ctarr_train/unet.py): one stage per filter count
+  // (2 to 6), each stage halving the resolution of the one before; normalisation after every convolution.
+  std::vector<int> filters{32, 64, 128, 256};
+  enum class Normalisation {
+    Instance,  // InstanceNorm3d (ctarr-unet-v1; a card without an "architecture" object): depends on the tile
+    None,      // convolutions with bias (ctarr-unet-v2: trained with BatchNorm, folded at export): tile-independent
+  };
+  Normalisation normalisation = Normalisation::Instance;
+  // Input sizes must be multiples of this: 2^(stages - 1).
+  int input_divisor() const { return 1 << (static_cast<int>(filters.size()) - 1); }
   std::string sha256;                      // of the safetensors file, as recorded in the card (checked on load)
   bool trained = true;                     // false: randomly initialised (scripts/export_random_model.py), for
                                            // exercising the pipeline only; its segmentations are meaningless
@@ -59,13 +68,22 @@ enum class Precision { Float32, BFloat16 };
 struct PredictOptions {
   SlidingWindowOptions window;
   Precision precision = Precision::Float32;
+  // Whole volume in one pass instead of the sliding window (only for a tile-independent model, normalisation None):
+  // the volume zero-padded at its far end to the input divisor, as the sliding window pads. Where the volume has
+  // more than whole_volume_max_voxels voxels it runs in slabs along z, each with whole_volume_halo voxels of
+  // context on either side that are computed and dropped (the network's output at a voxel then sees the same
+  // input as in one pass, up to the far edges of the receptive field).
+  bool whole_volume = false;
+  std::int64_t whole_volume_max_voxels = 12'000'000;
+  int whole_volume_halo = 48;
 };
 
 // The reference inference of a card: its patch, 50 % overlap, every tile, float32.
 PredictOptions reference_predict_options(const ModelCard& card);
-// The fast path (docs/PERFORMANCE.md): the reference's tile layout (other layouts change the output: InstanceNorm
-// statistics are per tile), tiles holding no voxel above -500 HU skipped, bfloat16 where `device` has native
-// support (CUDA, or a CPU with AVX512-BF16/AMX), float32 otherwise.
+// The fast path (docs/PERFORMANCE.md): for a tile-independent model (normalisation None) the whole volume in one
+// pass; for an InstanceNorm model the reference's tile layout (other layouts change its output: the statistics are
+// per tile) with tiles holding no voxel above -500 HU skipped. bfloat16 where `device` has native support (CUDA, or
+// a CPU with AVX512-BF16/AMX), float32 otherwise.
 PredictOptions fast_predict_options(const ModelCard& card, const std::string& device);
 
 // True when this CPU has native bfloat16 arithmetic (AVX512-BF16 or AMX-BF16).
@@ -134,10 +152,12 @@ class Network {
   MultiChannelImage<Scanner> predict(const MultiChannelImage<Scanner>& input, const PredictOptions& options) const;
 
   // Raw logits of one tensor-shaped input [1, C, D, H, W] given as flat data (for golden tests); returns
-  // [1, out_channels, D, H, W] flat. D, H, W must be divisible by 8.
+  // [1, out_channels, D, H, W] flat. D, H, W must be divisible by card().input_divisor().
   std::vector<float> logits(const std::vector<float>& input, const std::array<int, 3>& dhw) const;
 
  private:
+  MultiChannelImage<Scanner> predict_whole_volume(const MultiChannelImage<Scanner>& input,
+                                                  const PredictOptions& options) const;
   struct Impl;
   std::unique_ptr<Impl> impl_;
 };

@@ -1,6 +1,7 @@
 // ctarr — canonical orientation, resampling and intensity windows.
 #pragma once
 
+#include "ctarr/classes.hpp"
 #include "ctarr/image.hpp"
 
 #include <array>
@@ -49,12 +50,9 @@ Image<float> resample_linear_general(const Image<float>& image, const Grid<Scann
 template <class T>
 Image<T> resample_nearest(const Image<T>& image, const Grid<Scanner>& target, T outside);
 
-// One intensity window [lower, upper] HU, scaled to [0, 1] and clamped.
-using WindowHU = std::pair<float, float>;
-inline const std::vector<WindowHU>& default_windows_hu() {
-  static const std::vector<WindowHU> w{{-500.0f, 1300.0f}, {-1024.0f, 150.0f}, {-150.0f, 250.0f}};
-  return w;
-}
+// One intensity window [lower, upper] HU, scaled to [0, 1] and clamped (WindowHU, classes.hpp). The default
+// windows and spacing are the contract's (share/classes.json).
+inline const std::vector<WindowHU>& default_windows_hu() { return contract_windows_hu(); }
 
 // Fraction of each label 1..classes inside every `target` voxel (area-weighted downsampling of a label map; each
 // source voxel counts towards the target voxel its centre falls in). Channel c holds label c + 1. A target voxel
@@ -63,7 +61,7 @@ inline const std::vector<WindowHU>& default_windows_hu() {
 MultiChannelImage<Scanner> label_fractions(const Image<std::uint8_t>& labels, const Grid<Scanner>& target, int classes);
 
 struct PreprocessOptions {
-  double spacing_mm = 3.0;
+  double spacing_mm = contract_spacing_mm();
   std::vector<WindowHU> windows_hu = default_windows_hu();
 };
 

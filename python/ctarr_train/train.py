@@ -338,4 +338,8 @@ def main(argv=None):
     rec = training_record(state, args, train_sources, val_sources, sampler, device, amp_dtype)
     export.export_model(model.eval(), args.out, model_id, args.patch, rec)
     log(f"done: step {state['step']}, {state['elapsed'] / 3600:.2f} h trained in all; model {args.out}")
+    if args.smoke:
+        import shutil
+        shutil.rmtree(Path(args.workdir).parent / "work", ignore_errors=True)
+        shutil.rmtree(Path(args.state), ignore_errors=True)
     return 0

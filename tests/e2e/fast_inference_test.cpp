@@ -52,7 +52,8 @@ MultiChannelImage<Scanner> padded_in_x(const MultiChannelImage<Scanner>& in, std
 // Only voxels with x index in [x_from, x_to) are compared (the CT's own field of view when it was padded: the
 // reference's output in pure air is whatever an all-zero InstanceNorm tile gives, not anatomy).
 int compare_paths(Pipeline& pipeline, const Network& net, const Scan& scan, const MultiChannelImage<Scanner>& input,
-                  const Reorientation& reorientation, std::int64_t x_from = 0, std::int64_t x_to = -1) {
+                  const Reorientation& reorientation, const PredictOptions& fast_options, std::int64_t x_from = 0,
+                  std::int64_t x_to = -1) {
   if (x_to < 0) x_to = input.grid.size[0];
   int skipped = -1;
   set_log_sink([&](LogLevel, const std::string& m) {
@@ -66,13 +67,13 @@ int compare_paths(Pipeline& pipeline, const Network& net, const Scan& scan, cons
   const auto t0 = Clock::now();
   const MultiChannelImage<Scanner> ref = net.predict(input, reference_predict_options(net.card()));
   const auto t1 = Clock::now();
-  const PredictOptions fast_options = fast_predict_options(net.card(), net.device());
   const MultiChannelImage<Scanner> fast = net.predict(input, fast_options);
   const auto t2 = Clock::now();
   set_log_sink(nullptr);
   std::cout << "grid " << input.grid.size << ": reference " << std::chrono::duration<double>(t1 - t0).count()
             << " s, fast (" << (fast_options.precision == Precision::BFloat16 ? "bfloat16" : "float32") << ", "
-            << skipped << " tiles skipped) " << std::chrono::duration<double>(t2 - t1).count() << " s\n";
+            << (fast_options.whole_volume ? std::string("whole volume") : std::to_string(skipped) + " tiles skipped")
+            << ") " << std::chrono::duration<double>(t2 - t1).count() << " s\n";
 
   const Image<std::uint8_t> a = hard_labels(ref), b = hard_labels(fast);
   int compared = 0;
@@ -161,23 +162,40 @@ std::unique_ptr<ExampleCase> example_case() {
   return e;
 }
 
+// The fast path as the CLI runs it: the whole volume in one pass for a tile-independent (BatchNorm-folded) model,
+// else the tiled fast path.
 TEST(FastInference, MatchesTheReferenceSlidingWindowOnTheExampleCt) {
   const auto e = example_case();
   if (!e) GTEST_SKIP() << "skipped: ../shared/data not found";
-  compare_paths(*e->pipeline, *e->net, e->scan, e->input.network_input, e->input.reorientation);
+  compare_paths(*e->pipeline, *e->net, e->scan, e->input.network_input, e->input.reorientation,
+                fast_predict_options(e->net->card(), e->net->device()));
 }
 
-// The same CT with 80 voxels (240 mm) of air on both sides in x (a small patient in a wide field of view): 8 x 3 x 3
-// tiles. Along x the tiles start at 0, 32, ..., 192, 218; the CT spans x = 80..201, so the tiles at 0 and 218 are all
-// air: 2 x 9 = 18 tiles skipped. The result must match the reference inside the CT's field of view.
+// The tiled fast path on the same CT with 80 voxels (240 mm) of air on both sides in x (a small patient in a wide
+// field of view): 8 x 3 x 3 tiles. Along x the tiles start at 0, 32, ..., 192, 218; the CT spans x = 80..201, so the
+// tiles at 0 and 218 are all air: 2 x 9 = 18 tiles skipped. The result must match the reference inside the CT's
+// field of view.
 TEST(FastInference, MatchesTheReferenceWhenAirTilesAreSkipped) {
   const auto e = example_case();
   if (!e) GTEST_SKIP() << "skipped: ../shared/data not found";
   const std::int64_t pad = 80, nx = e->input.network_input.grid.size[0];
   ASSERT_EQ(nx, 122) << "the tile arithmetic above assumes the example CT's 122 x 101 x 112 grid";
+  PredictOptions tiled = fast_predict_options(e->net->card(), e->net->device());
+  tiled.whole_volume = false;
   const int skipped = compare_paths(*e->pipeline, *e->net, e->scan, padded_in_x(e->input.network_input, pad),
-                                    e->input.reorientation, pad, pad + nx);
+                                    e->input.reorientation, tiled, pad, pad + nx);
   EXPECT_EQ(skipped, 18);
+}
+
+// A tile-independent model over the whole padded volume matches the reference tiles inside the field of view.
+TEST(FastInference, WholeVolumeMatchesTheReferenceInAWideFieldOfView) {
+  const auto e = example_case();
+  if (!e) GTEST_SKIP() << "skipped: ../shared/data not found";
+  const PredictOptions fast = fast_predict_options(e->net->card(), e->net->device());
+  if (!fast.whole_volume) GTEST_SKIP() << "skipped: the shipped model normalises per tile (InstanceNorm)";
+  const std::int64_t pad = 80, nx = e->input.network_input.grid.size[0];
+  compare_paths(*e->pipeline, *e->net, e->scan, padded_in_x(e->input.network_input, pad), e->input.reorientation, fast,
+                pad, pad + nx);
 }
 
 }  // namespace

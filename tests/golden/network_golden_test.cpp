@@ -1,7 +1,12 @@
-// Golden test of the network: the C++ U-Net (src/network.cpp) against the independent PyTorch implementation
-// (scripts/ctarr_unet.py) on the fixture written by scripts/make_network_golden.py: same random weights (reduced
-// width 4/8/16/32, real architecture and 19 classes), fixed inputs, expected logits and sliding-window
-// probabilities. Tolerance: max-abs difference < 1e-4 (float32 on both sides; measured ~1e-6).
+// Golden tests of the network: the C++ U-Net (src/network.cpp) against the independent PyTorch implementations on
+// fixed random weights at reduced width (4/8/16/32, real architecture and 19 classes), fixed inputs, expected
+// logits and probabilities. Tolerance: max-abs difference < 1e-4 (float32 on both sides; measured ~1e-6).
+//   NetworkGolden     ctarr-unet-v1 (InstanceNorm), scripts/ctarr_unet.py, fixture by scripts/make_network_golden.py
+//   NetworkGoldenV2   ctarr-unet-v2 (BatchNorm folded into the convolutions), python/ctarr_train/unet.py, fixture by
+//                     `PYTHONPATH=python python3 -m ctarr_train.golden`: the expected outputs are the BatchNorm
+//                     model's in eval mode, so the folding is checked too; plus the whole-volume path (one pass
+//                     and z slabs) against PyTorch's one pass.
+#include "ctarr/error.hpp"
 #include "ctarr/network.hpp"
 
 #include "../../src/detail/safetensors.hpp"  // torch-free reader of the fixture
@@ -10,6 +15,7 @@
 #include <gtest/gtest.h>
 
 #include <cmath>
+#include <iostream>
 #include <string>
 
 namespace ctarr {
@@ -89,6 +95,113 @@ TEST_F(NetworkGolden, SlidingWindowProbabilitiesMatchPyTorch) {
   ASSERT_EQ(out.data.size(), y.data.size());
   const Diff d = compare(out.data, y.data);
   EXPECT_LT(d.max_abs, 1e-5) << "relative L2 " << d.rel_l2;
+}
+
+class NetworkGoldenV2 : public ::testing::Test {
+ protected:
+  static void SetUpTestSuite() {
+    expected_ = new detail::SafetensorsFile(detail::read_safetensors(fixture("unet_v2_golden_expected.safetensors")));
+    net_ = new Network(fixture("unet_v2_golden.safetensors"), {"cpu"});
+  }
+  static void TearDownTestSuite() {
+    delete net_;
+    delete expected_;
+  }
+  static MultiChannelImage<Scanner> volume() {
+    const detail::SafetensorsTensor& x = expected_->tensors.at("volume.input");
+    Grid<Scanner> g;
+    g.size = Index3{{x.shape[3], x.shape[2], x.shape[1]}};  // [C, k, j, i]
+    MultiChannelImage<Scanner> in(g, static_cast<int>(x.shape[0]));
+    in.data = x.data;
+    return in;
+  }
+  static detail::SafetensorsFile* expected_;
+  static Network* net_;
+};
+detail::SafetensorsFile* NetworkGoldenV2::expected_ = nullptr;
+Network* NetworkGoldenV2::net_ = nullptr;
+
+TEST_F(NetworkGoldenV2, CardDescribesAFoldedFourStageNetwork) {
+  EXPECT_EQ(net_->card().normalisation, ModelCard::Normalisation::None);
+  EXPECT_EQ(net_->card().filters, (std::vector<int>{4, 8, 16, 32}));
+  EXPECT_EQ(net_->card().input_divisor(), 8);
+  EXPECT_TRUE(fast_predict_options(net_->card(), "cpu").whole_volume);
+}
+
+TEST_F(NetworkGoldenV2, LogitsMatchTheBatchNormModelInEvalMode) {
+  for (const std::string name : {"cubic", "noncubic"}) {
+    const detail::SafetensorsTensor& x = expected_->tensors.at(name + ".input");
+    const detail::SafetensorsTensor& y = expected_->tensors.at(name + ".logits");
+    const std::array<int, 3> dhw{static_cast<int>(x.shape[2]), static_cast<int>(x.shape[3]), static_cast<int>(x.shape[4])};
+    const Diff d = compare(net_->logits(x.data, dhw), y.data);
+    EXPECT_LT(d.max_abs, 1e-4) << name << ": relative L2 " << d.rel_l2;
+  }
+}
+
+TEST_F(NetworkGoldenV2, WholeVolumeProbabilitiesMatchPyTorchsOnePass) {
+  // 20 x 28 x 12 (k, j, i): no axis a multiple of 8, so the padding to the input divisor is covered.
+  PredictOptions o;
+  o.whole_volume = true;
+  const MultiChannelImage<Scanner> out = net_->predict(volume(), o);
+  const detail::SafetensorsTensor& y = expected_->tensors.at("volume.probabilities");
+  ASSERT_EQ(out.data.size(), y.data.size());
+  const Diff d = compare(out.data, y.data);
+  EXPECT_LT(d.max_abs, 1e-5) << "relative L2 " << d.rel_l2;
+}
+
+TEST_F(NetworkGoldenV2, ZSlabsWithHalosGiveTheOnePassResult) {
+  // A voxel budget that forces slabs with cores of 8 slices (3 slabs over 20). Without a halo the slab edges see
+  // zero padding, so the result differs (the check that slabs are really used). With 16 voxels of halo each slab's
+  // input spans all 20 slices here, so its core must equal the one pass exactly: the check that every core is cut
+  // out of its slab at the right offset and lands at the right z.
+  const detail::SafetensorsTensor& y = expected_->tensors.at("volume.probabilities");
+  PredictOptions o;
+  o.whole_volume = true;
+  o.whole_volume_halo = 0;
+  o.whole_volume_max_voxels = 32 * 16 * 8;
+  const double without = compare(net_->predict(volume(), o).data, y.data).max_abs;
+  o.whole_volume_halo = 16;
+  o.whole_volume_max_voxels = 32 * 16 * (8 + 2 * 16);
+  const double with = compare(net_->predict(volume(), o).data, y.data).max_abs;
+  std::cout << "z slabs of 8: max |p - one pass| " << without << " without halo, " << with << " with 16 voxels\n";
+  EXPECT_GT(without, 1e-4);
+  EXPECT_LT(with, 1e-5);
+}
+
+TEST_F(NetworkGoldenV2, SlidingWindowAgreesWithTheWholeVolumeAwayFromTileBorders) {
+  // Tile-independent model: the reference sliding window and the whole-volume pass differ only where a tile's
+  // zero padding reaches into its receptive field; the argmax labels agree almost everywhere.
+  PredictOptions whole;
+  whole.whole_volume = true;
+  const MultiChannelImage<Scanner> a = net_->predict(volume(), whole);
+  PredictOptions tiles = reference_predict_options(net_->card());
+  const MultiChannelImage<Scanner> b = net_->predict(volume(), tiles);
+  const std::int64_t n = a.grid.voxels();
+  std::int64_t same = 0;
+  for (std::int64_t v = 0; v < n; ++v) {
+    int la = 0, lb = 0;
+    for (int c = 1; c < a.channels; ++c) {
+      if (a.channel(c)[v] > a.channel(la)[v]) la = c;
+      if (b.channel(c)[v] > b.channel(lb)[v]) lb = c;
+    }
+    same += la == lb;
+  }
+  RecordProperty("argmax_agreement", std::to_string(static_cast<double>(same) / static_cast<double>(n)));
+  EXPECT_GT(static_cast<double>(same) / static_cast<double>(n), 0.5);
+}
+
+TEST_F(NetworkGoldenV2, WholeVolumeIsRefusedForAnInstanceNormModel) {
+  const Network v1(fixture("unet_golden.safetensors"), {"cpu"});
+  PredictOptions o;
+  o.whole_volume = true;
+  EXPECT_FALSE(fast_predict_options(v1.card(), "cpu").whole_volume);
+  try {
+    (void)v1.predict(volume(), o);
+    ADD_FAILURE() << "expected an Error";
+  } catch (const Error& e) {
+    EXPECT_EQ(e.code(), ErrorCode::Usage);
+    EXPECT_NE(std::string(e.what()).find("InstanceNorm"), std::string::npos) << e.what();
+  }
 }
 
 }  // namespace

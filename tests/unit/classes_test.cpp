@@ -3,6 +3,7 @@
 #include "support/support.hpp"
 
 #include <gtest/gtest.h>
+#include <nlohmann/json.hpp>
 
 #include <fstream>
 #include <map>
@@ -36,6 +37,23 @@ TEST(Classes, NamesAreThePapersNineteenInOrder) {
       "sternum", "sacrum", "hip_left", "hip_right", "brain", "lung_left", "lung_right", "heart", "liver",
       "spleen", "kidney_left", "kidney_right", "urinary_bladder"};
   EXPECT_EQ(class_names(), expected);
+}
+
+TEST(Classes, ContractIsShareClassesJson) {
+  // class_names(), contract_windows_hu() and contract_spacing_mm() are compiled from share/classes.json; the
+  // Python training package reads the same file.
+  std::ifstream in(test::repo_dir() + "/share/classes.json");
+  ASSERT_TRUE(in) << "share/classes.json";
+  const nlohmann::json j = nlohmann::json::parse(in);
+  ASSERT_EQ(j.at("classes").size(), static_cast<std::size_t>(kNumClasses));
+  for (int c = 0; c < kNumClasses; ++c)
+    EXPECT_EQ(class_names()[static_cast<std::size_t>(c)], j.at("classes")[static_cast<std::size_t>(c)].get<std::string>());
+  ASSERT_EQ(j.at("windows_hu").size(), contract_windows_hu().size());
+  for (std::size_t w = 0; w < contract_windows_hu().size(); ++w) {
+    EXPECT_EQ(contract_windows_hu()[w].first, j.at("windows_hu")[w][0].get<float>());
+    EXPECT_EQ(contract_windows_hu()[w].second, j.at("windows_hu")[w][1].get<float>());
+  }
+  EXPECT_EQ(contract_spacing_mm(), j.at("spacing_mm").get<double>());
 }
 
 TEST(Classes, Ctarr19LookupIsTheIdentity) {

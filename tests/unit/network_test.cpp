@@ -6,6 +6,7 @@
 #include "support/support.hpp"
 
 #include <gtest/gtest.h>
+#include <nlohmann/json.hpp>
 
 #include <cmath>
 #include <cstring>
@@ -435,7 +436,7 @@ TEST(ModelCard, GoldenCardIsParsedAndKeptVerbatim) {
   EXPECT_EQ(c.spacing_mm, 3.0);
   EXPECT_EQ(c.windows_hu, default_windows_hu());
   EXPECT_EQ(c.patch_size, 16);
-  EXPECT_EQ(c.filters, (std::array<int, 4>{4, 8, 16, 32}));
+  EXPECT_EQ(c.filters, (std::vector<int>{4, 8, 16, 32}));
   EXPECT_EQ(c.sha256, detail::sha256_file_hex(golden("unet_golden.safetensors")));
   EXPECT_FALSE(c.trained);
   EXPECT_EQ(c.json, read_bytes(golden("unet_golden.json")));
@@ -451,6 +452,61 @@ TEST(ModelCard, MissingOrInvalidCardIsAModelFailureNamingIt) {
   expect_model_failure([&] { Network n(w); }, dir.file("model.json"), "classes");
   write_bytes(dir.file("model.json"), "{");
   expect_model_failure([&] { Network n(w); }, dir.file("model.json"), "invalid JSON");
+}
+
+// Replaces the first occurrence of `from` in the golden card by `to` and writes it as dir/model.json.
+void write_edited_card(const test::TempDir& dir, const std::string& from, const std::string& to) {
+  std::string card = read_bytes(dir.file("model.json"));
+  const auto at = card.find(from);
+  ASSERT_NE(at, std::string::npos) << from;
+  card.replace(at, from.size(), to);
+  write_bytes(dir.file("model.json"), card);
+}
+
+TEST(ModelCard, ClassesOtherThanCtarrsNineteenInOrderAreRefusedNamingTheCard) {
+  test::TempDir dir;
+  const std::string w = edited_model(dir, [](detail::SafetensorsFile&) {});
+  const std::string original = read_bytes(dir.file("model.json"));
+  // a consistent-looking card with a 20th class (it used to overrun a 19-channel buffer in `ctarr segment`)
+  write_edited_card(dir, "\"urinary_bladder\"", "\"urinary_bladder\", \"pancreas\"");
+  expect_model_failure([&] { Network n(w); }, dir.file("model.json"), "the card lists 20");
+  // the right names in another order
+  write_bytes(dir.file("model.json"), original);
+  write_edited_card(dir, "\"kidney_left\",\n    \"kidney_right\"", "\"kidney_right\",\n    \"kidney_left\"");
+  expect_model_failure([&] { Network n(w); }, dir.file("model.json"),
+                       "channel 17 is \"kidney_right\" where \"kidney_left\" is expected");
+  // one class fewer
+  write_bytes(dir.file("model.json"), original);
+  write_edited_card(dir, ",\n    \"urinary_bladder\"", "");
+  expect_model_failure([&] { Network n(w); }, dir.file("model.json"), "the card lists 18");
+}
+
+TEST(ModelCard, ArchitectureObjectIsValidated) {
+  test::TempDir dir;
+  const std::string w = edited_model(dir, [](detail::SafetensorsFile&) {});
+  const nlohmann::json original = nlohmann::json::parse(read_bytes(dir.file("model.json")));
+  const auto with_architecture = [&](const nlohmann::json& a) {
+    nlohmann::json card = original;
+    card["architecture"] = a;
+    write_bytes(dir.file("model.json"), card.dump(2));
+  };
+  with_architecture({{"stages", 4}, {"normalisation", "group"}});
+  expect_model_failure([&] { Network n(w); }, dir.file("model.json"), "\"group\"");
+  with_architecture({{"stages", 3}, {"normalisation", "instance"}});
+  expect_model_failure([&] { Network n(w); }, dir.file("model.json"), "architecture.stages");
+  with_architecture({{"stages", 4}});
+  expect_model_failure([&] { Network n(w); }, dir.file("model.json"), "architecture.normalisation");
+  // instance normalisation named explicitly loads like the legacy text
+  with_architecture({{"stages", 4}, {"normalisation", "instance"}});
+  EXPECT_EQ(Network(w).card().normalisation, ModelCard::Normalisation::Instance);
+  // "none" on InstanceNorm weights: the weights do not match the network the card describes
+  with_architecture({{"stages", 4}, {"normalisation", "none"}});
+  expect_model_failure([&] { Network n(w); }, w, "missing");
+  // a legacy card (architecture as text) must have 4 stages
+  nlohmann::json legacy = original;
+  legacy["filters"] = {4, 8, 16};
+  write_bytes(dir.file("model.json"), legacy.dump(2));
+  expect_model_failure([&] { Network n(w); }, dir.file("model.json"), "4 stages");
 }
 
 TEST(Network, GoldenModelLoads) {

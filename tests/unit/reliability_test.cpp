@@ -1,5 +1,6 @@
 // Issue 7, library level: the intensity plausibility checks, and regression tests for what fuzzing and review of
 // the hand-written parsers found (region JSON, crop record JSON, model card, the own NIfTI reader).
+#include "ctarr/classes.hpp"
 #include "ctarr/io.hpp"
 #include "ctarr/network.hpp"
 #include "ctarr/preprocess.hpp"
@@ -139,8 +140,11 @@ TEST(CropRecordJson, BadGridsAndIndicesAreMalformedNotUndefinedBehaviour) {
 // ---- model card --------------------------------------------------------------------------------------------------
 
 std::string card_with(const std::string& key, const std::string& value) {
+  std::string classes = "[";
+  for (const auto& c : class_names()) classes += (classes.size() > 1 ? ",\"" : "\"") + c + "\"";
+  classes += "]";
   std::map<std::string, std::string> fields{
-      {"id", "\"m\""}, {"classes", "[\"a\"]"}, {"spacing_mm", "3"}, {"windows_hu", "[[-1000,1000]]"},
+      {"id", "\"m\""}, {"classes", classes}, {"spacing_mm", "3"}, {"windows_hu", "[[-1000,1000]]"},
       {"patch_size", "64"}, {"filters", "[4,8,16,32]"}, {"weights", "{\"file\":\"m.safetensors\",\"sha256\":\"" + std::string(64, 'a') + "\"}"}};
   fields[key] = value;
   std::string s = "{";
@@ -152,7 +156,7 @@ TEST(ModelCardJson, HugeValuesAreRefusedBeforeTheyReachFloatConversionsOrLibTorc
   TempDir dir;
   const std::string path = dir.file("m.json");
   write_text_file(path, card_with("id", "\"m\""));
-  EXPECT_EQ(read_model_card(path).filters[3], 32);
+  EXPECT_EQ(read_model_card(path).filters.at(3), 32);
   const std::vector<std::pair<std::string, std::string>> bad{
       {"windows_hu", "[[-1e300,1e300]]"},  // converting 1e300 to float is undefined behaviour
       {"filters", "[4,8,16,1000000000]"},  // a billion channels: LibTorch would try to allocate them
