@@ -61,6 +61,31 @@ def test_loss_gradient_matches_finite_differences():
     assert g == pytest.approx(fd, rel=1e-3, abs=1e-6)
 
 
+def test_loss_equals_the_one_hot_formulation_with_its_gradient():
+    from ctarr_train.loss import partial_label_loss_reference
+    torch.manual_seed(1)
+    logits = torch.randn(2, classes.NUM_OUT, 6, 5, 4, dtype=torch.float64, requires_grad=True)
+    target = torch.randint(0, 6, (2, 6, 5, 4))
+    labelled = torch.zeros(2, classes.NUM_OUT, dtype=torch.bool)
+    labelled[:, :6] = True
+    labelled[1, 3] = False
+    target[1][target[1] == 3] = 0
+    a = partial_label_loss(logits, target, labelled)
+    ga, = torch.autograd.grad(a[0], logits)
+    b = partial_label_loss_reference(logits, target, labelled)
+    gb, = torch.autograd.grad(b[0], logits)
+    for x, y in zip(a, b):
+        assert float(x) == pytest.approx(float(y), rel=1e-10)
+    assert torch.allclose(ga, gb, atol=1e-12)
+    # every class labelled: the shortcut path
+    full = torch.ones_like(labelled)
+    a = partial_label_loss(logits, target, full)
+    ga, = torch.autograd.grad(a[0], logits)
+    b = partial_label_loss_reference(logits, target, full)
+    gb, = torch.autograd.grad(b[0], logits)
+    assert float(a[0]) == pytest.approx(float(b[0]), rel=1e-10) and torch.allclose(ga, gb, atol=1e-12)
+
+
 # ---- sampler --------------------------------------------------------------------------------------------------------
 
 @pytest.fixture(scope="module")
