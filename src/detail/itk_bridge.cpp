@@ -419,6 +419,81 @@ void check_nifti_header_finite(const std::string& path) {
                        "values; fix the header");
 }
 
+// A single-file NIfTI-1 whose sform (sform_code > 0, no qform) is orthonormal only to a few digits: ITK 5.2 refuses
+// it ("No orthonormal definition found"), though such files are common (the TotalSegmentator dataset's slightly
+// oblique subjects write the sform rounded to 4 decimals: column dot products of 2e-4). Within kMaxDeviation the
+// sform's direction columns are orthonormalised (Gram-Schmidt in axis order; each column moves by about the
+// deviation, i.e. well under a voxel over a scan) and the image is read with ctarr's own voxel reader. Returns
+// nullopt where this does not apply (other files, larger deviations: a real shear, which stays refused).
+constexpr double kMaxSformDeviation = 1e-3;
+
+std::optional<RawImage> read_nifti_nearly_orthonormal_sform(const std::string& path, ReadKind kind) {
+  gzFile f = gzopen(path.c_str(), "rb");
+  if (!f) return std::nullopt;
+  char h[348];
+  const bool got = gzread(f, h, sizeof h) == static_cast<int>(sizeof h);
+  gzclose(f);
+  if (!got || std::memcmp(h + 344, "n+1", 4) != 0) return std::nullopt;
+  bool swap = false;
+  if (load<std::int32_t>(h, false) != 348) {
+    if (load<std::int32_t>(h, true) != 348) return std::nullopt;
+    swap = true;
+  }
+  const int ndim = load<std::int16_t>(h + 40, swap);
+  const int sform_code = load<std::int16_t>(h + 254, swap);
+  if (ndim < 3 || ndim > 4 || sform_code <= 0) return std::nullopt;
+  if (ndim == 4 && load<std::int16_t>(h + 48, swap) > 1) return std::nullopt;
+  std::array<std::int64_t, 3> size{};
+  for (int a = 0; a < 3; ++a) {
+    size[static_cast<std::size_t>(a)] = load<std::int16_t>(h + 42 + 2 * a, swap);
+    if (size[static_cast<std::size_t>(a)] < 1) return std::nullopt;
+  }
+  // srow_x, srow_y, srow_z (RAS) -> LPS: negate the first two rows.
+  double m[3][4];
+  for (int r = 0; r < 3; ++r)
+    for (int c = 0; c < 4; ++c) {
+      m[r][c] = static_cast<double>(load<float>(h + 280 + 16 * r + 4 * c, swap)) * (r < 2 ? -1.0 : 1.0);
+      if (!std::isfinite(m[r][c])) return std::nullopt;
+    }
+  double col[3][3], spacing[3];
+  for (int a = 0; a < 3; ++a) {
+    spacing[a] = std::sqrt(m[0][a] * m[0][a] + m[1][a] * m[1][a] + m[2][a] * m[2][a]);
+    if (!(spacing[a] > 0.0)) return std::nullopt;
+    for (int r = 0; r < 3; ++r) col[a][r] = m[r][a] / spacing[a];
+  }
+  const auto dot = [&](int a, int b) { return col[a][0] * col[b][0] + col[a][1] * col[b][1] + col[a][2] * col[b][2]; };
+  const double deviation = std::max({std::abs(dot(0, 1)), std::abs(dot(0, 2)), std::abs(dot(1, 2))});
+  if (deviation > kMaxSformDeviation) return std::nullopt;
+  for (int a = 1; a < 3; ++a) {  // Gram-Schmidt
+    for (int b = 0; b < a; ++b) {
+      const double d = dot(a, b);
+      for (int r = 0; r < 3; ++r) col[a][r] -= d * col[b][r];
+    }
+    const double n = std::sqrt(dot(a, a));
+    for (int r = 0; r < 3; ++r) col[a][r] /= n;
+  }
+  RawImage out;
+  out.format = "nifti";
+  for (int a = 0; a < 3; ++a) {
+    out.geometry.size[static_cast<std::size_t>(a)] = size[static_cast<std::size_t>(a)];
+    out.geometry.origin[static_cast<std::size_t>(a)] = m[a][3];
+    out.geometry.spacing[static_cast<std::size_t>(a)] = spacing[a];
+    for (int r = 0; r < 3; ++r) out.geometry.direction[static_cast<std::size_t>(3 * r + a)] = col[a][r];
+  }
+  const auto type = from_nifti_datatype(load<std::int16_t>(h + 70, swap));
+  if (!type) return std::nullopt;
+  out.stored_type = *type;
+  const double slope = load<float>(h + 112, swap), inter = load<float>(h + 116, swap);
+  out.rescaled = std::isfinite(slope) && slope != 0.0 && std::isfinite(inter) && (slope != 1.0 || inter != 0.0);
+  (void)kind;  // one 3D volume either way: a multi-channel read of this file has one channel
+  if (!read_nifti_voxels(path, static_cast<std::size_t>(out.geometry.voxels()), out)) return std::nullopt;
+  std::ostringstream w;
+  w << path << ": the header's sform direction cosines are orthonormal only to " << deviation
+    << " (rounded in the file); ctarr orthonormalised them (each axis moves by about that fraction of its length)";
+  out.warnings.push_back(w.str());
+  return out;
+}
+
 // MetaIO reports a short read on std::cerr and carries on; check the data length against the header first.
 void check_meta_image_complete(const std::string& path, std::uint64_t expected_bytes) {
   std::ifstream in(path, std::ios::binary);
@@ -695,10 +770,12 @@ RawImage read_image_file(const std::string& path, ReadKind kind) {
     io->ReadImageInformation();
   } catch (const itk::ExceptionObject& e) {
     const std::string why = condense(e);
-    if (why.find("orthonormal") != std::string::npos)
+    if (why.find("orthonormal") != std::string::npos) {
+      if (std::optional<RawImage> near = read_nifti_nearly_orthonormal_sform(path, kind)) return std::move(*near);
       throw Error(ErrorCode::UnsupportedGeometry,
                   path + ": the header's direction cosines are not orthonormal (a sheared grid, e.g. an "
                          "uncorrected gantry tilt): " + why + "; resample the image onto an orthogonal grid first");
+    }
     throw Error(ErrorCode::UnreadableInput, path + ": cannot read the image header: " + why);
   } catch (const std::exception& e) {
     throw Error(ErrorCode::UnreadableInput, path + ": cannot read the image header: " + e.what());

@@ -188,6 +188,46 @@ TEST(NiftiReader, HugeVoxOffsetIsRefusedNotConvertedOutOfRange) {
   expect_error([&] { read_scan(dir.file("a.nii")); }, ErrorCode::UnreadableInput, {dir.file("a.nii")});
 }
 
+// Writes `img` as NIfTI with only an sform (qform_code 0, sform_code 1) whose RAS rows are `srow` (3 x 4).
+void write_sform_only(const Image<float>& img, const std::string& path, const std::array<float, 12>& srow) {
+  write_image(img, path);
+  std::vector<char> b = bytes_of(path);
+  const std::int16_t zero = 0, one = 1;
+  std::memcpy(b.data() + 252, &zero, 2);
+  std::memcpy(b.data() + 254, &one, 2);
+  std::memcpy(b.data() + 280, srow.data(), 48);
+  std::ofstream(path, std::ios::binary | std::ios::trunc).write(b.data(), static_cast<std::streamsize>(b.size()));
+}
+
+TEST(NiftiReader, SformOrthonormalOnlyToRoundingIsOrthonormalisedWithAWarning) {
+  // As in the TotalSegmentator dataset's slightly oblique subjects (s0002): a 2-degree rotation about z written to
+  // 4 decimals leaves column dot products of ~2e-4, which ITK 5.2 refuses ("No orthonormal definition found").
+  TempDir dir;
+  Image<float> img = filled(0.0f);
+  for (std::size_t v = 0; v < img.voxels.size(); ++v) img.voxels[v] = static_cast<float>(v);
+  const float c = 1.4989f, s = 0.0527f, t = 0.0014f;  // 1.5 mm, rotated, rounded; t: a small rounding shear
+  write_sform_only(img, dir.file("near.nii"), {c, -s, t, -10.0f, s, c, 0.0f, 20.0f, 0.0f, t, 1.5f, 30.0f});
+  const Scan scan = read_scan(dir.file("near.nii"));
+  EXPECT_EQ(scan.image.voxels, img.voxels);
+  EXPECT_NEAR(scan.image.grid.spacing[0], std::sqrt(c * c + s * s), 1e-5);
+  EXPECT_NEAR(scan.image.grid.spacing[2], std::sqrt(t * t + 1.5f * 1.5f), 1e-5);
+  // RAS -> LPS, orthonormal now, and within the deviation of the header's columns
+  const Eigen::Matrix3d d = scan.image.grid.direction;
+  EXPECT_LT((d.transpose() * d - Eigen::Matrix3d::Identity()).cwiseAbs().maxCoeff(), 1e-12);
+  EXPECT_NEAR(d(0, 0), -c / std::sqrt(c * c + s * s), 1e-6);
+  EXPECT_NEAR(d(1, 0), -s / std::sqrt(c * c + s * s), 1e-6);
+  EXPECT_NEAR(scan.image.grid.origin[0], 10.0, 1e-6);
+  EXPECT_NEAR(scan.image.grid.origin[1], -20.0, 1e-6);
+  EXPECT_NEAR(scan.image.grid.origin[2], 30.0, 1e-6);
+  bool warned = false;
+  for (const auto& w : scan.info.warnings) warned |= w.find("orthonormalised") != std::string::npos;
+  EXPECT_TRUE(warned);
+  // A real shear (dot product 0.05) stays refused.
+  write_sform_only(img, dir.file("shear.nii"), {1.5f, 0.075f, 0.0f, 0.0f, 0.0f, 1.5f, 0.0f, 0.0f, 0.0f, 0.0f, 1.5f, 0.0f});
+  expect_error([&] { read_scan(dir.file("shear.nii")); }, ErrorCode::UnsupportedGeometry,
+               {dir.file("shear.nii"), "orthonormal"});
+}
+
 TEST(NiftiReader, NonFiniteOrientationIsRefusedNotAnAbortInsideItk) {
   // fuzz_read_nifti: a NaN in the sform made ITK's SVD assert and abort the process.
   TempDir dir;
