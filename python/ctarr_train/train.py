@@ -200,6 +200,8 @@ def parse_args(argv=None):
     ap.add_argument("--device", default="auto")
     ap.add_argument("--amp", choices=("auto", "bf16", "off"), default="auto")
     ap.add_argument("--eval-every", type=int, default=500)
+    ap.add_argument("--bn-batches", type=int, default=40,
+                    help="batches over which BatchNorm statistics are recomputed before every evaluation and export")
     ap.add_argument("--checkpoint-min", type=float, default=10.0, help="minutes between local checkpoints")
     ap.add_argument("--commit-state-min", type=float, default=30.0, help="minutes between committed-state writes")
     ap.add_argument("--fresh", action="store_true", help="ignore saved states and start at step 0")
@@ -222,6 +224,7 @@ def main(argv=None):
         import tempfile
         tmp = Path(tempfile.mkdtemp(prefix="ctarr-train-smoke-"))
         args.steps, args.patch, args.warmup, args.eval_every, args.loader_workers = 4, 32, 1, 2, 0
+        args.bn_batches = 2
         args.workdir, args.state = str(tmp / "work"), str(tmp / "state")
         args.commit_state_min = 0.0
         args.out = args.out or str(tmp / "model")
@@ -257,6 +260,7 @@ def main(argv=None):
     model_id = args.model_id or f"ctarr-unet-v2-{datetime.date.today().isoformat()}"
     if args.export_only:
         rec = training_record(state, args, train_sources, val_sources, sampler, device, amp_dtype)
+        evaluate.recalibrate_batchnorm(model, sampler, args.bn_batches, args.batch, amp_dtype=amp_dtype)
         export.export_model(model.eval(), args.out, model_id, args.patch, rec)
         log(f"exported step {state['step']} -> {args.out}")
         return 0
@@ -278,6 +282,7 @@ def main(argv=None):
         checkpoint.save_local(local, model, opt, state)
         t_ckpt = time.time()
         rec = training_record(state, args, train_sources, val_sources, sampler, device, amp_dtype)
+        evaluate.recalibrate_batchnorm(model, sampler, args.bn_batches, args.batch, amp_dtype=amp_dtype)
         export.export_model(model.eval(), workdir / "latest", model_id, args.patch, rec)
         model.train()
         if commit:
@@ -295,7 +300,7 @@ def main(argv=None):
         for g in opt.param_groups:
             g["lr"] = lr
         x, y = x.to(device), y.to(device)
-        with torch.autocast(device_type=device.type, dtype=amp_dtype or torch.float32, enabled=amp_dtype is not None):
+        with torch.autocast(device_type=device.type, dtype=amp_dtype or torch.bfloat16, enabled=amp_dtype is not None):
             logits = model(x)
         loss, ce, dl = partial_label_loss(logits, y, labelled)
         opt.zero_grad(set_to_none=True)
@@ -322,6 +327,7 @@ def main(argv=None):
             recent = []
         if state["step"] % args.eval_every == 0:
             t_e = time.time()
+            evaluate.recalibrate_batchnorm(model, sampler, args.bn_batches, args.batch, amp_dtype=amp_dtype)
             res = evaluate.evaluate_sources(model, val_sources + [s for s in train_sources if s.kind == "ct"],
                                             amp_dtype)
             state["evals"].append({"step": state["step"], "hours": round(state["elapsed"] / 3600, 2),
@@ -336,6 +342,7 @@ def main(argv=None):
     log_f.close()
     save_all(commit=True)
     rec = training_record(state, args, train_sources, val_sources, sampler, device, amp_dtype)
+    evaluate.recalibrate_batchnorm(model, sampler, args.bn_batches, args.batch, amp_dtype=amp_dtype)
     export.export_model(model.eval(), args.out, model_id, args.patch, rec)
     log(f"done: step {state['step']}, {state['elapsed'] / 3600:.2f} h trained in all; model {args.out}")
     if args.smoke:

@@ -259,3 +259,21 @@ def test_dice_per_class_scores_only_labelled_classes_in_view():
     labelled[[0, 1, 2]] = True
     d = evaluate.dice_per_class(pred, ref, labelled)
     assert d == {classes.CLASSES[0]: pytest.approx(2 * 16 / (16 + 32), abs=1e-4)}
+
+
+def test_batchnorm_recalibration_gives_the_plain_average_of_batch_statistics(phantom_sources):
+    from ctarr_train.evaluate import recalibrate_batchnorm
+    sampler = PatchSampler(list(phantom_sources), patch=16)
+    m = unet.CtarrUNet((4, 8), "batch")
+    first = m.encoder[0][0]
+    recalibrate_batchnorm(m, sampler, batches=3, batch=2, seed=5)
+    # the first BatchNorm sees the first convolution's output: its mean over the three batches is known
+    means = []
+    with torch.no_grad():
+        for n in range(3):
+            rng = np.random.default_rng([5, n])
+            torch.manual_seed(int(rng.integers(2 ** 31)))
+            x = torch.stack([sampler.sample(rng)[0] for _ in range(2)])
+            means.append(first.conv(x).mean(dim=(0, 2, 3, 4)))
+    assert torch.allclose(first.norm.running_mean, torch.stack(means).mean(0), atol=1e-5)
+    assert first.norm.momentum == 0.05 and m.training
