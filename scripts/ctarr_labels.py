@@ -10,6 +10,7 @@ Label values are 1..19 in CLASS_NAMES order; 0 is background. Left/right are the
 import json
 import os
 import re
+import sys
 
 with open(os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "share", "classes.json")) as _f:
     CLASS_NAMES = json.load(_f)["classes"]  # the contract shared with the C++ and python/ctarr_train
@@ -179,17 +180,9 @@ def icrp110_label_for_organ_name(name):
     return None
 
 
-def read_icrp110_organs(path):
-    """Parses an ICRP 110 *_organs.dat: {organ_id: (name, tissue_number, density_g_cm3)}."""
-    organs = {}
-    with open(path, encoding="latin-1") as f:
-        for line in f:
-            m = re.match(r"^\s*(\d+)\s+(.+?)\s+(\d+)\s+(\d+\.\d+)\s*$", line)
-            if m:
-                organs[int(m.group(1))] = (m.group(2).strip(), int(m.group(3)), float(m.group(4)))
-    if not organs:
-        raise ValueError(f"{path}: no organ rows found (expected 'ID name tissue density' lines)")
-    return organs
+# The organ table parser is the training package's (one copy); imported here for the scripts.
+sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "python"))
+from ctarr_train.sources import read_icrp110_organs  # noqa: E402,F401
 
 
 def read_icrp110_media(path):
