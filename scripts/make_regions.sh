@@ -10,7 +10,9 @@
 # Cases (each: a 19-class segmentation for the fit + a label map with one value per region, equal file names):
 #   ICRP 110 AM and AF phantoms     organ label maps (organ ids from *_organs.dat), fit on their 19-class maps
 #   TotalSegmentator example        its v2 segmentation (ids from totalseg_v2_total_labels.json), fit on 19 classes
-#   Learn2Reg AbdomenCTCT, 30 maps  liver, spleen, kidneys, gallbladder, stomach, pancreas; fit on a 19-class map
+#   TotalSegmentator subjects, 10   manual masks (segmentations/<structure>.nii.gz), fit on their 19-class maps
+#   Learn2Reg AbdomenCTCT, 30 maps  liver, spleen, kidneys, gallbladder, stomach, pancreas, esophagus, aorta, IVC,
+#                                   adrenal glands; fit on a 19-class map
 #                                   made from the same file (liver 15, spleen 16, kidneys 17/18: 4 classes)
 # A case whose label map lacks a region's labels is left out of that region (ctarr infer-region's default).
 set -euo pipefail
@@ -27,14 +29,16 @@ THRESHOLD=0.1       # start: a voxel is in the region when >= 10 % of the cases 
 MIN_KEPT=0.99       # ... lowered (20 % a step) while some case keeps < 99 % of its label in the boxes + margin ...
 MIN_THRESHOLD=0.02  # ... but not below 0.02
 MARGIN=10
-ALL="brain colon gallbladder heart kidneys liver lungs pancreas spine spleen stomach urinary_bladder"
+ALL="brain colon gallbladder heart kidneys liver lungs pancreas spine spleen stomach urinary_bladder
+     adrenal_glands aorta duodenum esophagus inferior_vena_cava prostate small_bowel thyroid_gland"
+ALL=$(echo $ALL)
 REGIONS=${REGIONS:-$ALL}
 
 if [[ ! -x "$CTARR" ]]; then
   echo "error: ctarr binary not found at $CTARR (build it: cmake -S . -B build && cmake --build build -j2, or set CTARR)" >&2
   exit 2
 fi
-for d in icrp110 totalseg_example l2r_abdomen_labels; do
+for d in icrp110 totalseg_example totalseg_subjects l2r_abdomen_labels; do
   [[ -d "$DATA/$d" ]] || { echo "error: $DATA/$d is needed (set CTARR_SHARED_DATA)" >&2; exit 2; }
 done
 
@@ -103,7 +107,13 @@ ICRP_ORGANS = {
     "spleen": r"^spleen$",
     "stomach": r"^stomach (wall|contents)",
     "urinary_bladder": r"^urinary bladder (wall|contents)",
+    "adrenal_glands": r"^adrenal, (left|right)$",
+    "esophagus": r"^oesophagus$",
+    "prostate": r"^prostate$",
+    "small_bowel": r"^small intestine (wall|contents)$",
+    "thyroid_gland": r"^thyroid$",
 }
+ICRP_ONLY_IN = {"prostate": ("AM",)}  # regions one phantom cannot hold
 for sex in ("AM", "AF"):
     organs = {}
     for line in open(data / "icrp110" / f"{sex}_organs.dat", encoding="latin-1"):
@@ -115,6 +125,8 @@ for sex in ("AM", "AF"):
     arr = np.asarray(img.dataobj).astype(np.int64)
     table, ids = {}, {}
     for region, pattern in ICRP_ORGANS.items():
+        if sex not in ICRP_ONLY_IN.get(region, (sex,)):
+            continue
         ids[region] = sorted(i for i, n in organs.items() if re.search(pattern, n.lower()))
         if not ids[region] or not np.isin(arr, ids[region]).any():
             raise SystemExit(f"ICRP {sex}: no voxel of organ ids {ids[region]} for region {region}")
@@ -136,8 +148,11 @@ for sex in ("AM", "AF"):
 # TotalSegmentator example: v2 ids by name
 ts_names = {int(k): v for k, v in json.load(open(data / "totalseg_example" / "totalseg_v2_total_labels.json")).items()}
 def ts_region(n):
-    if n in ("brain", "colon", "gallbladder", "heart", "liver", "pancreas", "spleen", "stomach", "urinary_bladder"):
+    if n in ("brain", "colon", "gallbladder", "heart", "liver", "pancreas", "spleen", "stomach", "urinary_bladder",
+             "aorta", "duodenum", "esophagus", "inferior_vena_cava", "prostate", "small_bowel", "thyroid_gland"):
         return n
+    if n in ("adrenal_gland_left", "adrenal_gland_right"):
+        return "adrenal_glands"
     if n in ("kidney_left", "kidney_right", "kidney_cyst_left", "kidney_cyst_right"):
         return "kidneys"
     if n.startswith("lung_"):
@@ -158,9 +173,39 @@ cases["totalseg_example"] = {
                   for r in names},
     "segmentation": "build-data/labels19/totalseg_example_labels19.nii.gz (scripts/prepare_label_maps.py)"}
 
+# TotalSegmentator dataset subjects: one binary mask per structure, all on the CT's grid (manual labels)
+for subject in sorted((data / "totalseg_subjects").glob("s[0-9]*")):
+    masks = sorted((subject / "segmentations").glob("*.nii.gz"))
+    grid = nib.load(str(masks[0]))
+    labels = np.zeros(grid.shape[:3], np.uint8)
+    used = {}
+    for m in masks:
+        structure = m.name[:-len(".nii.gz")]
+        region = ts_region(structure)
+        if region is None:
+            continue
+        img = nib.load(str(m))
+        if img.shape[:3] != grid.shape[:3] or not np.allclose(img.affine, grid.affine, atol=1e-3):
+            raise SystemExit(f"{m}: not on the grid of {masks[0]}")
+        voxels = np.asarray(img.dataobj) > 0
+        if voxels.any():
+            labels[voxels] = value[region]
+            used.setdefault(region, []).append(structure)
+    name = f"totalseg_{subject.name}"
+    save(labels, grid.affine, work / "labels" / f"{name}.nii.gz")
+    seg19 = nib.load(f"build-data/labels19/{name}_labels19.nii.gz")
+    if not np.allclose(seg19.affine, grid.affine, atol=1e-3) or seg19.shape[:3] != grid.shape[:3]:
+        raise SystemExit(f"{name}: the 19-class map is not on the masks' grid")
+    save(np.asarray(seg19.dataobj), seg19.affine, work / "seg" / f"{name}.nii.gz")
+    cases[name] = {
+        "source": str(subject / "segmentations"), "licence": "CC BY 4.0 (TotalSegmentator dataset, Wasserthal et al. "
+        "2023, Zenodo 10.5281/zenodo.6802613)", "label_ids": {r: sorted(v) for r, v in used.items()},
+        "segmentation": f"build-data/labels19/{name}_labels19.nii.gz (scripts/prepare_label_maps.py)"}
+
 # Learn2Reg AbdomenCTCT: the sform is a bare diagonal; the voxel axes are checked against anatomy and the affine is
 # rewritten: +i runs to the patient's left (liver at low i), +j anterior, +k superior -> RAS diag(-2, 2, 2).
-L2R = {1: "spleen", 2: "kidneys", 3: "kidneys", 4: "gallbladder", 6: "liver", 7: "stomach", 11: "pancreas"}
+L2R = {1: "spleen", 2: "kidneys", 3: "kidneys", 4: "gallbladder", 5: "esophagus", 6: "liver", 7: "stomach",
+       8: "aorta", 9: "inferior_vena_cava", 11: "pancreas", 12: "adrenal_glands", 13: "adrenal_glands"}
 L2R_19 = {6: 15, 1: 16, 3: 17, 2: 18}  # liver, spleen, left kidney, right kidney
 checks = []
 for src in sorted((data / "l2r_abdomen_labels").glob("*.nii.gz")):
@@ -189,7 +234,7 @@ json.dump({"region_values": value, "cases": cases}, open(work / "prepared.json",
 PY
 
 # 3. one region per name
-mkdir -p "$OUT" "$WORK/heatmaps"
+mkdir -p "$OUT" "$WORK/heatmaps" "$WORK/out"
 for name in $REGIONS; do
   value=$(/usr/bin/python3 -c "import json,sys; print(json.load(open('$WORK/prepared.json'))['region_values']['$name'])")
   echo "== $name (value $value)"
@@ -198,8 +243,11 @@ for name in $REGIONS; do
     --threshold "$THRESHOLD" --min-fraction-kept "$MIN_KEPT" --min-threshold "$MIN_THRESHOLD" --margin "$MARGIN" \
     --note "label value $value of the maps prepared by scripts/make_regions.sh (source label ids per case: regions/manifest.json)" \
     --heatmap "$WORK/heatmaps/$name.nii.gz" \
-    --atlas "$ATLAS" --device "$DEVICE" \
-    -o "$OUT/$name.json"
+    --atlas "$ATLAS" --device "$DEVICE" --report \
+    -o "$WORK/out/$name.json"
+  # the report (NAME_report.json/.md/.png: kept fractions in-sample and leave-one-out) stays in $WORK/out: the
+  # regions folder holds region files only
+  cp "$WORK/out/$name.json" "$OUT/$name.json"
 done
 
 # 4. the manifest
@@ -251,6 +299,8 @@ manifest = {
     "licences": {
         "icrp110": "ICRP Publication 110 reference phantoms: (c) ICRP, distributed with Geant4's ICRP110 example; research use",
         "totalseg_example": "TotalSegmentator example data: CC BY 4.0 (Wasserthal et al., Radiology: AI 2023)",
+        "totalseg_subjects": "TotalSegmentator dataset subjects: CC BY 4.0 (Wasserthal et al., Radiology: AI 2023; "
+                             "Zenodo 10.5281/zenodo.6802613), attribution required",
         "l2r_abdomen_labels": "Learn2Reg AbdomenCTCT (derived from BTCV): their terms, unverified; development use",
     },
     "regions": regions,

@@ -6,6 +6,8 @@ repo (git-ignored; an output folder in the committed tree is refused):
 
   icrp110_AM_labels19.nii.gz, icrp110_AF_labels19.nii.gz   ICRP Publication 110 adult male / female phantoms
   totalseg_example_labels19.nii.gz                           TotalSegmentator's example segmentation (v2 ids)
+  totalseg_sXXXX_labels19.nii.gz                             each TotalSegmentator dataset subject in
+                                                             totalseg_subjects/ (one binary mask per structure)
   labels19_provenance.json                                   sources + sha256, ICRP organ ids / TotalSegmentator
                                                              ids per class, midline split, orientation check,
                                                              per-class centroids (LPS mm) and voxel counts
@@ -148,7 +150,9 @@ def check_anatomy(stats, name):
     if lungs is not None and has(L["liver"]):
         check(lungs[2] > z(L["liver"]), f"lungs above the liver: LPS z {lungs[2]:.1f} > {z(L['liver']):.1f}")
     if has(L["skull"]):
-        others = [c for c in stats if c not in (L["skull"], L["brain"])]
+        # the cervical spine is left out: where only the mandible is in view (s0004), the skull's centroid lies at
+        # the level of C2-C3, and the spine's cut-off part may reach as high
+        others = [c for c in stats if c not in (L["skull"], L["brain"], L["vertebrae_cervical"])]
         top = max((z(c) for c in others), default=-np.inf)
         check(z(L["skull"]) > top, f"skull on top: LPS z {z(L['skull']):.1f} > every trunk class ({top:.1f})")
     if has(L["brain"]) and lungs is not None:
@@ -371,6 +375,55 @@ def prepare_totalseg_example(data, out):
     }
 
 
+def prepare_totalseg_subject(data, out, subject_dir):
+    """19-class map of a TotalSegmentator dataset subject (segmentations/<structure>.nii.gz, all on one grid)."""
+    masks = sorted((subject_dir / "segmentations").glob("*.nii.gz"))
+    if not masks:
+        raise SystemExit(f"error: {subject_dir}/segmentations: no masks")
+    grid = nib.load(str(masks[0]))
+    labels = np.zeros(grid.shape[:3], np.uint8)
+    used = {}
+    for m in masks:
+        structure = m.name[:-len(".nii.gz")]
+        c = cl.label_for_totalseg_name(structure)
+        if c is None:
+            continue
+        img = nib.load(str(m))
+        if img.shape[:3] != grid.shape[:3] or not np.allclose(img.affine, grid.affine, atol=1e-3):
+            raise SystemExit(f"error: {m}: not on the grid of {masks[0]}")
+        voxels = np.asarray(img.dataobj) > 0
+        if voxels.any():
+            labels[voxels] = c
+            used.setdefault(cl.CLASS_NAMES[c - 1], []).append(structure)
+    name = f"totalseg_{subject_dir.name}"
+    stats = label_stats(labels, grid.affine)
+    if has_liver_and_spine(stats):
+        orientation = orientation_check(name, grid.affine, labels == cl.LABEL["liver"], np.isin(labels, SPINE))
+    else:
+        orientation = "not checked: no liver or no spine in view"
+    out_path = out / f"{name}_labels19.nii.gz"
+    write_labels(labels, grid, out_path)
+    print_centroids(name, stats)
+    passed = check_anatomy(stats, name)
+    print(f"{name}: {len(passed)} anatomy checks passed -> {out_path}")
+    return out_path.name, {
+        "source": rel(subject_dir / "segmentations", data.parent),
+        "source_sha256": {m.name: sha256(m) for m in masks if cl.label_for_totalseg_name(m.name[:-7])},
+        "source_label_set": "TotalSegmentator v2 dataset masks, one file per structure (CC BY 4.0, Wasserthal et al. "
+                            "2023, Zenodo 10.5281/zenodo.6802613)",
+        "structures_per_class": used,
+        "orientation_check": orientation,
+        "anatomy_checks_passed": passed,
+        "centroids_lps_mm": {cl.CLASS_NAMES[c - 1]: [round(float(v), 1) for v in stats[c][0]] for c in stats},
+        "voxels": {cl.CLASS_NAMES[c - 1]: stats[c][1] for c in stats},
+        "absent_classes": [cl.CLASS_NAMES[c - 1] for c in range(1, cl.NUM_CLASSES + 1) if c not in stats],
+    }
+
+
+def has_liver_and_spine(stats):
+    return cl.LABEL["liver"] in stats and any(c in stats for c in SPINE)
+
+
 def main():
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--data", type=Path, default=REPO.parent / "shared" / "data",
@@ -404,6 +457,9 @@ def main():
             provenance["outputs"][key] = entry
         else:
             print(f"skipped: {data}/totalseg_example/example_seg_fast_force_split.nii.gz not found")
+        for subject in sorted((data / "totalseg_subjects").glob("s[0-9]*")):
+            key, entry = prepare_totalseg_subject(data, out, subject)
+            provenance["outputs"][key] = entry
     except AnatomyError as e:
         print(f"\nFAILED: {e}", file=sys.stderr)
         return 1
