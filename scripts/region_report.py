@@ -51,6 +51,23 @@ def crop_case(ctarr, case, seg, labels, regions, regions_dir, atlas, tmp):
     return crops, run.stderr + run.stdout
 
 
+def image_crops(ctarr, case, seg, image, regions, regions_dir, atlas, tmp, labels):
+    """Crops a real CT; returns {region: [the label map cut to each written index box of its record]}."""
+    crop_case(ctarr, case, seg, image, regions, regions_dir, atlas, tmp)
+    stem = image.name[:-len(".nii.gz")] if image.name.endswith(".nii.gz") else image.stem
+    out = {}
+    for r in regions:
+        record = Path(tmp) / case / f"{stem}_{r}.json"
+        boxes = json.load(open(record))["boxes"] if record.exists() else []
+        out[r] = []
+        for b in boxes:
+            if b.get("missed_scan"):
+                continue
+            lo, hi = b["index_box_in_scan"]["start"], b["index_box_in_scan"]["end"]
+            out[r].append(labels[lo[0]:hi[0], lo[1]:hi[1], lo[2]:hi[2]])
+    return out
+
+
 def _cell(r, key_worst, key_median, digits=3):
     if r is None or r.get(key_worst) is None:
         return "—"
@@ -88,7 +105,8 @@ def comparison_markdown(before, after):
                 continue
             f = lambda x: f"{x['kept']:.3f} ({x['enrichment']:.1f}×)" if x else "—"  # noqa: E731
             cells.append(f"{f(b)} → {f(a)}")
-        out.append(f"| {c} | " + " | ".join(cells) + " |")
+        if any(cells):
+            out.append(f"| {c} | " + " | ".join(cells) + " |")
     return "\n".join(out) + "\n"
 
 
@@ -102,6 +120,10 @@ def main():
     ap.add_argument("--out", type=Path, required=True, help="JSON with every number")
     ap.add_argument("--markdown", type=Path, help="also write the per-region table here")
     ap.add_argument("--label", default="", help="what these regions are (recorded)")
+    ap.add_argument("--image", action="append", default=[], metavar="CASE=PATH",
+                    help="crop this real CT of CASE (same grid as its label map) instead of the label map and count "
+                         "the organ inside the written index boxes of its records (repeatable)")
+    ap.add_argument("--only-images", action="store_true", help="measure only the cases given with --image")
     ap.add_argument("--min-kept", type=float, default=0.99)
     ap.add_argument("--compare", nargs=2, type=Path, metavar=("BEFORE", "AFTER"),
                     help="no cropping: write --markdown comparing two JSON files this script wrote")
@@ -118,16 +140,30 @@ def main():
     shipped = {p.stem for p in args.regions_dir.glob("*.json") if p.name != "manifest.json"}
     names = [n for n in values if n in shipped]
     per_region = {n: {"cases": {}} for n in names}
+    images = dict(i.split("=", 1) for i in args.image)
+    unknown = set(images) - set(prepared["cases"])
+    if unknown:
+        raise SystemExit(f"error: --image for unknown cases {sorted(unknown)}")
     with tempfile.TemporaryDirectory() as tmp:
         for case in sorted(prepared["cases"]):
+            if args.only_images and case not in images:
+                continue
             labels_path = args.work / "labels" / f"{case}.nii.gz"
-            labels = np.asarray(nib.load(str(labels_path)).dataobj)
+            labels_img = nib.load(str(labels_path))
+            labels = np.asarray(labels_img.dataobj)
             counts = np.bincount(labels.ravel(), minlength=max(values.values()) + 1)
             held = [n for n in names if counts[values[n]] > 0]
             if not held:
                 continue
-            crops, _ = crop_case(args.ctarr, case, args.work / "seg" / f"{case}.nii.gz", labels_path, held,
-                                 args.regions_dir, args.atlas, tmp)
+            seg = args.work / "seg" / f"{case}.nii.gz"
+            if case in images:
+                ct = nib.load(images[case])
+                if ct.shape[:3] != labels.shape[:3] or not np.allclose(ct.affine, labels_img.affine, atol=1e-3):
+                    raise SystemExit(f"error: {images[case]} is not on the grid of {labels_path}")
+                crops = image_crops(args.ctarr, case, seg, Path(images[case]), held, args.regions_dir, args.atlas,
+                                    tmp, labels)
+            else:
+                crops, _ = crop_case(args.ctarr, case, seg, labels_path, held, args.regions_dir, args.atlas, tmp)
             for n in held:
                 v, total = values[n], int(counts[values[n]])
                 kept = sum(int(np.count_nonzero(c == v)) for c in crops[n])

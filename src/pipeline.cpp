@@ -664,6 +664,11 @@ CropRun run_crop(const CropRequest& request) {
   ReadAhead reads(std::move(to_read));
   reads.start_next();  // the first scan is read while the atlas loads
   Pipeline pipeline(pipeline_options);
+  for (const Region& r : regions)
+    if (!check_region_atlas(r, pipeline.atlas().id, pipeline_options.atlas_dir))
+      log_warn("region " + r.name + (r.file.empty() ? "" : " (" + r.file + ")") +
+               " does not name the atlas its boxes were made on (provenance.atlas_id): they are taken as millimetres "
+               "of " + pipeline.atlas().id);
   if (request.shard.count > 1)
     log_info("shard " + std::to_string(request.shard.index) + "/" + std::to_string(request.shard.count) + ": " +
              std::to_string(cases.size()) + " of " + std::to_string(all_cases.size()) + " cases");

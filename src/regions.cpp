@@ -59,6 +59,13 @@ Region load_region(const std::string& path) {
       r.boxes.push_back(b);
     }
     r.provenance_json = j.contains("provenance") ? j.at("provenance").dump() : "{}";
+    if (j.contains("provenance") && j.at("provenance").is_object() && j.at("provenance").contains("atlas_id")) {
+      const json& id = j.at("provenance").at("atlas_id");
+      if (!id.is_string() || id.get<std::string>().empty())
+        throw std::invalid_argument("provenance.atlas_id must be a non-empty string");
+      r.atlas_id = id.get<std::string>();
+    }
+    r.file = path;
     return r;
   } catch (const json::exception& e) {
     throw Error(ErrorCode::UnreadableInput, "region file " + path + " is malformed: " + e.what());
@@ -86,6 +93,16 @@ Region find_region(const std::string& dir, const std::string& name) {
   std::string names;
   for (const Region& r : load_regions(dir)) names += (names.empty() ? "" : ", ") + r.name;
   throw Error(ErrorCode::Usage, "unknown region \"" + name + "\" (regions in " + dir + ": " + names + ")");
+}
+
+bool check_region_atlas(const Region& region, const std::string& atlas_id, const std::string& atlas_dir) {
+  if (region.atlas_id.empty()) return false;
+  if (region.atlas_id == atlas_id) return true;
+  throw Error(ErrorCode::ModelFailure,
+              "region file " + (region.file.empty() ? region.name : region.file) + " holds boxes in the millimetres of atlas " +
+                  region.atlas_id + ", but the atlas in use (" + atlas_dir + ") is " + atlas_id +
+                  ": its boxes would land in the wrong place. Infer the region again on this atlas (ctarr infer-region "
+                  "--atlas " + atlas_dir + "), or crop with the atlas it was made on (--atlas)");
 }
 
 std::string region_to_json(const Region& region) {

@@ -443,6 +443,19 @@ const std::vector<Case>& cases() {
          s.names_input = false;
          return s;
        }},
+      {"region_made_on_another_atlas_is_refused", 5,
+       [](const TempDir& d) -> std::optional<CaseSetup> {
+         // Boxes are millimetres of the atlas they were inferred on: used with another atlas they would land
+         // elsewhere in the body without any error.
+         write_image(volume({{8, 8, 8}}, 0.0f), d.file("in.nii.gz"));
+         std::ofstream(d.file("stale.json"))
+             << R"({"name":"stale","boxes":[{"lower":[0,0,0],"upper":[10,10,10]}],)"
+             << R"("provenance":{"atlas_id":"ctarr-atlas-000000000000"}})";
+         CaseSetup s = crop_of(d.file("in.nii.gz"), "--region " + d.file("stale.json"),
+                               {d.file("stale.json"), "ctarr-atlas-000000000000", "infer-region"});
+         s.names_input = false;
+         return s;
+       }},
       // ---- model ----
       {"model_file_truncated", 5,
        [](const TempDir& d) -> std::optional<CaseSetup> {

@@ -1,5 +1,6 @@
 // End to end on synthetic scans rendered from the shipped atlas under known transforms (header lies included):
-// the fit must recover the transform within 3 mm and 2 %, and the crops must hold >= 99 % of the organ.
+// the fit must recover the transform within 3 mm and 2 % (chest-only scans 3 %), and the crops must hold >= 99 % of
+// the organ.
 #include "ctarr/classes.hpp"
 #include "ctarr/io.hpp"
 #include "ctarr/log.hpp"
@@ -247,8 +248,11 @@ INSTANTIATE_TEST_SUITE_P(
         Case{"whole_body_shift_scale", Eigen::Matrix3d::Identity(), {1.06, 0.95, 1.03}, {30, -20, 50}, {19, 1}, "liver", 15},
         Case{"whole_body_rot90", rot_z(90), {1, 1, 1}, {-40, 10, 0}, {19, 1}, "liver", 15},
         Case{"whole_body_rot180_zflip", rot_z(180) * zflip(), {1.04, 1.04, 1.0}, {0, 0, -100}, {19, 1}, "liver", 15},
-        Case{"chest_only_rot270", rot_z(270), {1, 1, 1}, {25, 0, 10}, {15, 13}, "lungs", 13},
-        Case{"chest_only_zflip", zflip(), {1.03, 1.03, 1.03}, {0, 15, 30}, {15, 13}, "heart", 14},
+        // Chest only, 3 %: with the atlas of 13 bodies (docs/REGIONS.md) the fit's scale along one in-plane axis is
+        // 2.4 % / 2.3 % off (was < 1.9 % with the two-phantom atlas) while its Dice beats the truth's (0.673 vs
+        // 0.669): the objective's optimum for a chest cut from a blurrier mean, not the optimiser, sets it.
+        Case{"chest_only_rot270", rot_z(270), {1, 1, 1}, {25, 0, 10}, {15, 13}, "lungs", 13, 0.03},
+        Case{"chest_only_zflip", zflip(), {1.03, 1.03, 1.03}, {0, 15, 30}, {15, 13}, "heart", 14, 0.03},
         Case{"pelvis_only_shift", Eigen::Matrix3d::Identity(), {1, 1, 1}, {-15, 20, -60}, {19, 8}, "urinary_bladder", 19},
         Case{"head_only_shift", Eigen::Matrix3d::Identity(), {1, 1, 1}, {10, -30, 40}, {2, 1}, "brain", 11}),
     [](const ::testing::TestParamInfo<Case>& info) { return info.param.name; });

@@ -46,6 +46,30 @@ TEST(Regions, MalformedFilesNameTheFileAndTheProblem) {
   }
 }
 
+TEST(Regions, ARegionInferredOnAnotherAtlasIsRefusedNamingTheFileAndBothAtlases) {
+  TempDir dir;
+  const std::string box = R"("boxes":[{"lower":[0,0,0],"upper":[1,1,1]}])";
+  write_text_file(dir.file("old.json"), R"({"name":"liver",)" + box + R"(,"provenance":{"atlas_id":"ctarr-atlas-old"}})");
+  write_text_file(dir.file("same.json"), R"({"name":"liver",)" + box + R"(,"provenance":{"atlas_id":"ctarr-atlas-new"}})");
+  write_text_file(dir.file("unnamed.json"), R"({"name":"liver",)" + box + "}");
+  const Region old = load_region(dir.file("old.json"));
+  EXPECT_EQ(old.atlas_id, "ctarr-atlas-old");
+  EXPECT_EQ(old.file, dir.file("old.json"));
+  try {
+    check_region_atlas(old, "ctarr-atlas-new", "some/atlas");
+    ADD_FAILURE() << "a region of another atlas was accepted";
+  } catch (const Error& e) {
+    EXPECT_EQ(e.code(), ErrorCode::ModelFailure);
+    for (const std::string& s : {dir.file("old.json"), std::string("ctarr-atlas-old"), std::string("ctarr-atlas-new"),
+                                 std::string("some/atlas")})
+      EXPECT_NE(std::string(e.what()).find(s), std::string::npos) << e.what();
+  }
+  EXPECT_TRUE(check_region_atlas(load_region(dir.file("same.json")), "ctarr-atlas-new", "some/atlas"));
+  EXPECT_FALSE(check_region_atlas(load_region(dir.file("unnamed.json")), "ctarr-atlas-new", "some/atlas"));
+  write_text_file(dir.file("bad.json"), R"({"name":"liver",)" + box + R"(,"provenance":{"atlas_id":7}})");
+  EXPECT_THROW(load_region(dir.file("bad.json")), Error);
+}
+
 TEST(Regions, UnknownNameListsTheAvailableOnes) {
   TempDir dir;
   Region r;
