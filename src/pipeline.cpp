@@ -398,6 +398,11 @@ class CaseFiles {
     written_.clear();
   }
   void keep() { written_.clear(); }
+  // A file the case rewrites on every run (the preview): removed with the case when it fails, never refused when it
+  // exists (a rerun that resumes a case writes it again).
+  void adopt(const std::string& path) {
+    if (std::find(written_.begin(), written_.end(), path) == written_.end()) written_.push_back(path);
+  }
 
  private:
   bool overwrite_;
@@ -432,9 +437,6 @@ std::vector<CropSummary> crop_case(Pipeline& pipeline, const DatasetCase& c, con
   check_stop();
   const std::string model = c.seg ? std::string("none (--seg)") : pipeline.model_id();
   const Affine<Atlas, Scanner> atlas_to_scanner = fit.scanner_to_atlas.inverse();
-
-  // ---- after fit, before crops: the place for per-scan extras (previews, reports) ----
-  if (request.preview) log_info("wrote " + write_crop_preview(scan, fit, regions, request, pipeline.atlas()));
 
   // 3. the other channels and the label map, on the same grid
   step("cropping");
@@ -550,6 +552,12 @@ std::vector<CropSummary> crop_case(Pipeline& pipeline, const DatasetCase& c, con
     CropSummary row = crop_summary(record, record_path);
     if (written == 0) log_warn(input + ": region " + region.name + " misses the scan; no crop written (record: " + record_path + ")");
     rows.push_back(row);
+  }
+  // per-scan extras last, inside the case's files: a case that fails on the way leaves no picture behind
+  if (request.preview) {
+    const std::string preview = (fs::path(request.out_dir) / preview_file_name(scan.info.path)).string();
+    files.adopt(preview);
+    log_info("wrote " + write_crop_preview(scan, fit, regions, request, pipeline.atlas()));
   }
   return rows;
 }
@@ -852,6 +860,7 @@ UncropResult run_uncrop(const UncropRequest& request) {
 void run_segment(const SegmentRequest& request) {
   Pipeline pipeline(request.pipeline);
   const Scan scan = read_scan(request.input);
+  for (const std::string& w : scan.info.warnings) log_warn(request.input + ": " + w);  // as crop prints them
   const Segmentation seg = pipeline.segment(scan);
   MultiChannelImage<Scanner> with_bg(seg.soft_masks.grid, kNumClasses + 1);
   const std::size_t n = static_cast<std::size_t>(seg.soft_masks.grid.voxels());

@@ -4,6 +4,7 @@
 #include "ctarr/error.hpp"
 #include "ctarr/record.hpp"
 
+#include <cmath>
 #include <cstdio>
 #include <iostream>
 #include <sstream>
@@ -70,11 +71,17 @@ void register_crop(CLI::App& app, int& exit_code) {
     if (!pad->empty()) {
       req->crop.pad = true;
       if (*pad != "min") {
+        // the whole value must be a finite number ("12abc" is not 12; NaN would reach every padded voxel)
+        std::size_t used = 0;
+        float value = 0.0f;
         try {
-          req->crop.pad_value = std::stof(*pad);
+          value = std::stof(*pad, &used);
         } catch (const std::exception&) {
-          throw Error(ErrorCode::Usage, "--pad must be a number or 'min' (got \"" + *pad + "\")");
+          used = 0;
         }
+        if (used == 0 || used != pad->size() || !std::isfinite(value))
+          throw Error(ErrorCode::Usage, "--pad must be a number or 'min' (got \"" + *pad + "\")");
+        req->crop.pad_value = value;
       }
     }
     if (!spacing->empty()) req->crop.target_spacing_mm = parse_spacing(*spacing);

@@ -40,6 +40,11 @@ TEST(Cli, UsageErrorsExitTwo) {
         << margin << ": " << out;
     EXPECT_NE(out.find("--margin"), std::string::npos) << out;
   }
+  for (const char* pad : {"12abc", "nan", "inf", "1e40"}) {  // "12abc" was once taken as 12
+    EXPECT_EQ(run_command(ctarr(std::string("crop --region liver --pad '") + pad + "' in.nii.gz"), &out), 2)
+        << pad << ": " << out;
+    EXPECT_NE(out.find("--pad"), std::string::npos) << out;
+  }
   EXPECT_EQ(run_command(ctarr("frobnicate"), &out), 2);
 }
 

@@ -14,8 +14,8 @@
 namespace ctarr::test {
 namespace {
 
-TEST(CropPreview, PictureShowsTheCropBoxWhereTheRecordPutsIt) {
-  const AtlasModel atlas = load_atlas(repo_dir() + "/atlas");
+// Writes dir/seg.nii.gz and dir/ct.nii.gz: the shipped atlas' hard labels (and a CT made from them), stored mirrored.
+void write_mirrored_atlas_scan(const AtlasModel& atlas, const TempDir& dir) {
   const auto& m = atlas.masks;
   const Index3 n = m.grid.size;
   Grid<Scanner> g;
@@ -38,9 +38,15 @@ TEST(CropPreview, PictureShowsTheCropBoxWhereTheRecordPutsIt) {
             ct.at(Index3{{i, j, k}}) = c < 10 ? 700.0f : 40.0f;
           }
       }
-  TempDir dir;
   write_image(labels, dir.file("seg.nii.gz"));
   write_image(ct, dir.file("ct.nii.gz"));
+}
+
+TEST(CropPreview, PictureShowsTheCropBoxWhereTheRecordPutsIt) {
+  const AtlasModel atlas = load_atlas(repo_dir() + "/atlas");
+  const Index3 n = atlas.masks.grid.size;
+  TempDir dir;
+  write_mirrored_atlas_scan(atlas, dir);
   std::string out;
   ASSERT_EQ(run_command(ctarr_binary() + " crop --preview --region liver --seg " + dir.file("seg.nii.gz") + " " +
                             dir.file("ct.nii.gz") + " -o " + dir.file("out"),
@@ -54,7 +60,7 @@ TEST(CropPreview, PictureShowsTheCropBoxWhereTheRecordPutsIt) {
   const std::array<std::int64_t, 3> end{box.at("end")[0], box.at("end")[1], box.at("end")[2]};
 
   const DecodedPng png = decode_png(read_file_bytes(dir.file("out/ct_preview.png")));
-  // Display pixels: the atlas is 313 voxels of 3 mm tall, under the 400-pixel minimum, so every voxel is split in
+  // Display pixels: the atlas is 322 voxels of 3 mm tall, under the 400-pixel minimum, so every voxel is split in
   // f = 2 (1.5 mm pixels); views of f n[0] x f n[2] and f n[1] x f n[2] pixels at the bottom, coronal at the left.
   constexpr std::int64_t f = 2;
   ASSERT_GE(png.width, static_cast<std::uint32_t>(f * (n[0] + n[1])));
@@ -79,6 +85,25 @@ TEST(CropPreview, PictureShowsTheCropBoxWhereTheRecordPutsIt) {
   EXPECT_NE(pixel((left + right) / 2, upper - 1), yellow);
   // the liver is on the patient's right: its box's centre in the left half of the coronal view
   EXPECT_LT(left + right, f * n[0]) << "columns " << left << ".." << right << " of " << f * n[0];
+}
+
+// A case that fails leaves nothing behind, its preview included: here its crop file exists from another run (exit 7).
+// The preview used to be written before the crops, outside the case's file transaction, and stayed.
+TEST(CropPreview, AFailedCaseLeavesNoPreview) {
+  const AtlasModel atlas = load_atlas(repo_dir() + "/atlas");
+  TempDir dir;
+  write_mirrored_atlas_scan(atlas, dir);
+  std::filesystem::create_directories(dir.file("out"));
+  write_text_file(dir.file("out/ct_liver.nii.gz"), "from another run");
+  std::string out;
+  EXPECT_EQ(run_command(ctarr_binary() + " crop --preview --region liver --seg " + dir.file("seg.nii.gz") + " " +
+                            dir.file("ct.nii.gz") + " -o " + dir.file("out"),
+                        &out),
+            7)
+      << out;
+  EXPECT_FALSE(std::filesystem::exists(dir.file("out/ct_preview.png"))) << out;
+  EXPECT_FALSE(std::filesystem::exists(dir.file("out/ct_liver.json"))) << out;
+  EXPECT_EQ(read_file_bytes(dir.file("out/ct_liver.nii.gz")), "from another run");
 }
 
 }  // namespace
