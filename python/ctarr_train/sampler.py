@@ -1,6 +1,8 @@
 """Patch sampling: picks a source by group weight, draws a random affine, resamples the patch (HU linear, labels
 nearest, on just the crop the patch touches), renders or augments its intensities and applies the HU windows."""
 
+import copy
+
 import numpy as np
 import torch
 import torch.nn.functional as F
@@ -20,11 +22,16 @@ DEFAULT_GROUP_WEIGHTS = {"real": 0.4, "labelmap": 0.4, "icrp": 0.2, "synthetic":
 class PatchSampler:
     """Draws (input [3,P,P,P] float, labels [P,P,P] int64, labelled [20] bool, source name, info)."""
 
-    def __init__(self, sources, patch=64, aug=None, group_weights=None):
+    def __init__(self, sources, patch=64, aug=None, group_weights=None, turns_from_step=None):
+        """turns_from_step: a curriculum; before this training step no patch is turned by 90/180/270 degrees or
+        flipped in z (the anatomy first, then the lying headers). None: turns and flips from the first step."""
         if not sources:
             raise ValueError("no training sources")
         self.sources, self.patch = sources, patch
         self.aug = aug or augment.AugmentConfig()
+        self.turns_from_step = turns_from_step
+        self.aug_upright = copy.copy(self.aug)
+        self.aug_upright.p_rot90, self.aug_upright.p_zflip = 0.0, 0.0
         weights = dict(DEFAULT_GROUP_WEIGHTS, **(group_weights or {}))
         self.groups = {}
         for s in sources:
@@ -37,6 +44,7 @@ class PatchSampler:
 
     def describe(self):
         return {"group_probability": {g: round(p, 3) for g, p in self.group_p.items()},
+                "turns_and_z_flips_from_step": self.turns_from_step or 0,
                 "sources_per_group": {g: [s.name for s in v] for g, v in self.groups.items()},
                 "within_a_group": "uniform over its sources"}
 
@@ -55,9 +63,15 @@ class PatchSampler:
             kji = src.body_points[rng.integers(len(src.body_points))].astype(float)
         return kji[::-1].copy()  # (i, j, k)
 
-    def sample(self, rng, src=None):
+    def geometry_at(self, step):
+        """The augmentation settings of the patch geometry at this training step (None: the full set)."""
+        if step is not None and self.turns_from_step is not None and step < self.turns_from_step:
+            return self.aug_upright
+        return self.aug
+
+    def sample(self, rng, src=None, step=None):
         src = src or self.pick_source(rng)
-        m, info = augment.random_affine(self.aug, rng)
+        m, info = augment.random_affine(self.geometry_at(step), rng)
         c = self.centre(src, rng)
         P = self.patch
         coords = self.u @ torch.from_numpy(m.T.astype(np.float32)) + torch.from_numpy(c.astype(np.float32))

@@ -27,7 +27,7 @@ import torch  # noqa: E402
 from . import checkpoint, classes as cl, evaluate, export, sources as src_mod  # noqa: E402
 from .augment import AugmentConfig  # noqa: E402
 from .loss import partial_label_loss  # noqa: E402
-from .sampler import PatchSampler  # noqa: E402
+from .sampler import DEFAULT_GROUP_WEIGHTS, PatchSampler  # noqa: E402
 from .unet import CtarrUNet, DEFAULT_FILTERS  # noqa: E402
 
 REPO = cl.REPO
@@ -111,7 +111,7 @@ class BatchStream(torch.utils.data.IterableDataset):
     def make(self, step):
         rng = np.random.default_rng([self.seed, step])
         torch.manual_seed(int(rng.integers(2 ** 31)))
-        items = [self.sampler.sample(rng) for _ in range(self.batch)]
+        items = [self.sampler.sample(rng, step=step) for _ in range(self.batch)]
         return (torch.stack([i[0] for i in items]), torch.stack([i[1] for i in items]),
                 torch.stack([i[2] for i in items]), [i[3] for i in items])
 
@@ -174,6 +174,19 @@ def training_record(state, args, train_sources, val_sources, sampler, device, am
     }
 
 
+def _group_weight(text):
+    """'real=0.6' -> ('real', 0.6): argparse turns a bad one into a usage error, not a traceback."""
+    group, sep, value = text.partition("=")
+    try:
+        weight = float(value)
+    except ValueError:
+        weight = float("nan")
+    if not sep or group not in DEFAULT_GROUP_WEIGHTS or not math.isfinite(weight) or weight < 0:
+        raise argparse.ArgumentTypeError(f"{text!r}: expected GROUP=W with GROUP one of "
+                                         f"{', '.join(DEFAULT_GROUP_WEIGHTS)} and W >= 0")
+    return group, weight
+
+
 def parse_args(argv=None):
     ap = argparse.ArgumentParser(prog="python3 -m ctarr_train", description=__doc__.split("\n\n")[0],
                                  epilog=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -186,6 +199,11 @@ def parse_args(argv=None):
     ap.add_argument("--train-ct", nargs="*", default=list(TRAIN_REAL), help="TotalSegmentator subjects with CT to train on")
     ap.add_argument("--validation", nargs="*", default=list(VALIDATION), help="held-out CTs (subjects, thorax_cta)")
     ap.add_argument("--labelmaps", nargs="*", default=list(LABELMAPS), help="label-only subjects to render")
+    ap.add_argument("--group-weight", type=_group_weight, nargs="*", default=None, metavar="GROUP=W",
+                    help="sampling weight of a source group (real, labelmap, icrp, synthetic); "
+                         "defaults sampler.DEFAULT_GROUP_WEIGHTS")
+    ap.add_argument("--turns-from-step", type=int, default=None,
+                    help="curriculum: no 90/180/270-degree turns or z flips before this step")
     ap.add_argument("--filters", type=int, nargs="+", default=list(DEFAULT_FILTERS))
     ap.add_argument("--steps", type=int, default=30000, help="planned total steps (the schedule's length)")
     ap.add_argument("--time-limit-min", type=float, default=60.0, help="this run's wall time, minutes")
@@ -240,7 +258,8 @@ def main(argv=None):
     for s in train_sources + val_sources:
         log(f"{'train' if s in train_sources else 'VALIDATION'} {s.name} ({s.kind}, {s.group}): 3 mm grid "
             f"{tuple(s.shape)}, classes present {s.present_classes()}")
-    sampler = PatchSampler(train_sources, args.patch, AugmentConfig())
+    sampler = PatchSampler(train_sources, args.patch, AugmentConfig(), group_weights=dict(args.group_weight or []),
+                           turns_from_step=args.turns_from_step)
     model = CtarrUNet(args.filters, "batch").to(device)
     opt = torch.optim.AdamW(model.parameters(), lr=args.lr, weight_decay=args.weight_decay)
     state = {"step": 0, "elapsed": 0.0, "curve": [], "evals": [], "runs": []}
