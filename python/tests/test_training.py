@@ -136,6 +136,21 @@ def test_sampler_z_flip_flips_image_and_labels_together(phantom_sources):
     assert torch.equal(out[1][1], torch.flip(out[0][1], dims=[0]))
 
 
+def test_curriculum_keeps_patches_upright_until_its_step(phantom_sources):
+    """--turns-from-step: before it no patch is turned by 90 degrees or flipped in z, from it on they are."""
+    _, ct = phantom_sources
+    s = PatchSampler([ct], patch=16, aug=AugmentConfig(p_rot90=1.0, p_zflip=1.0, p_rot=0.0, small_rot_deg=0.0),
+                     turns_from_step=100)
+    rng = np.random.default_rng(0)
+    before = [s.sample(rng, step=n)[4] for n in (0, 99)]
+    after = [s.sample(rng, step=n)[4] for n in (100, 5000)]
+    assert all(not i["zflip"] and i["rot_deg"] == 0.0 for i in before)
+    assert all(i["zflip"] and i["rot_deg"] in (90.0, 180.0, 270.0) for i in after)
+    assert s.aug.p_rot90 == 1.0 and s.describe()["turns_and_z_flips_from_step"] == 100
+    plain = PatchSampler([ct], patch=16)
+    assert plain.geometry_at(0) is plain.aug  # no curriculum: the full set from step 0
+
+
 def test_outside_the_scan_is_padding_and_background(phantom_sources):
     _, ct = phantom_sources
     aug = AugmentConfig(zoom=(1.0, 1.0), rot_max_deg=0.0, small_rot_deg=0.0, p_rot90=0.0, p_zflip=0.0, tilt_deg=0.0,
