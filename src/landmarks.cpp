@@ -13,7 +13,7 @@
 namespace ctarr {
 
 template <class Frame>
-Landmarks<Frame> extract_landmarks(const MultiChannelImage<Frame>& soft_masks) {
+Landmarks<Frame> extract_landmarks(const MultiChannelImage<Frame>& soft_masks, float min_probability) {
   const Grid<Frame>& g = soft_masks.grid;
   validate_grid(g, "soft masks");
   if (soft_masks.channels != kNumClasses)
@@ -39,7 +39,7 @@ Landmarks<Frame> extract_landmarks(const MultiChannelImage<Frame>& soft_masks) {
         double row_sum = 0.0, row_si = 0.0;
         for (std::int64_t i = 0; i < ni; ++i, ++n) {
           const float v = p[n];
-          if (v > 0.0f) {  // also skips NaN
+          if (v > 0.0f && v >= min_probability) {  // also skips NaN
             row_sum += static_cast<double>(v);
             row_si += static_cast<double>(v) * static_cast<double>(i);
           }
@@ -61,8 +61,8 @@ Landmarks<Frame> extract_landmarks(const MultiChannelImage<Frame>& soft_masks) {
   return out;
 }
 
-template Landmarks<Scanner> extract_landmarks<Scanner>(const MultiChannelImage<Scanner>&);
-template Landmarks<Atlas> extract_landmarks<Atlas>(const MultiChannelImage<Atlas>&);
+template Landmarks<Scanner> extract_landmarks<Scanner>(const MultiChannelImage<Scanner>&, float);
+template Landmarks<Atlas> extract_landmarks<Atlas>(const MultiChannelImage<Atlas>&, float);
 
 std::vector<OrientationCandidate> orientation_candidates(bool xy_flips) {
   std::vector<OrientationCandidate> out;

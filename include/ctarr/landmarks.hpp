@@ -16,12 +16,18 @@ struct Landmarks {
   std::array<double, kNumClasses> volume_ml{};           // sum of probabilities x voxel volume
 };
 
-// soft_masks: kNumClasses channels (class c in channel c), probabilities in [0, 1].
+// soft_masks: kNumClasses channels (class c in channel c), probabilities in [0, 1]. Voxels below min_probability
+// add nothing to a class (0: every voxel counts, as for label fractions and the atlas's averaged masks).
 template <class Frame>
-Landmarks<Frame> extract_landmarks(const MultiChannelImage<Frame>& soft_masks);
+Landmarks<Frame> extract_landmarks(const MultiChannelImage<Frame>& soft_masks, float min_probability = 0.0f);
 
 struct LandmarkOptions {
   double present_fraction = 0.25;  // a class counts as seen when scan volume >= this x atlas volume
+  // Network segmentations: a class's landmark (volume, centre) counts only voxels where its probability reaches
+  // this. A network unsure of a class spreads a few percent of it over the whole body; summed, that is a phantom
+  // organ at the body's centre (measured: 52-95 % of the atlas kidney volume on an abdominal CT whose kidneys the
+  // network did not find), which is then "seen" and pulls the orientation search. Label maps are not affected.
+  float min_network_probability = 0.5f;
   int min_classes_for_search = 4;  // fewer seen classes: translation only, no orientation search
   bool search_xy_flips = false;    // also try mirrored x / y (off: a mirrored patient is rare)
   bool fit_scale = true;           // isotropic scale in the landmark fit (only when searching)
