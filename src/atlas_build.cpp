@@ -24,6 +24,7 @@
 #include "ctarr/preprocess.hpp"
 #include "ctarr/refine.hpp"
 #include "ctarr/version.hpp"
+#include "detail/json_text.hpp"
 #include "detail/safetensors.hpp"
 #include "parallel.hpp"
 
@@ -537,7 +538,7 @@ AtlasModel build_atlas(const std::vector<AtlasSource>& sources, const BuildAtlas
     j["landmarks"][class_names()[cc]] = {{"centre_mm", vec3(atlas.landmarks.centre_mm[cc])},
                                          {"volume_ml", atlas.landmarks.volume_ml[cc]}};
   }
-  atlas.manifest_json = j.dump(2) + "\n";
+  atlas.manifest_json = detail::json_text(j, 2) + "\n";
   return atlas;
 }
 

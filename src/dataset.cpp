@@ -1,6 +1,8 @@
 // ctarr — dataset folders, segmentation look-up, labels kept by boxes, dataset.json.
 #include "ctarr/dataset.hpp"
 
+#include "detail/json_text.hpp"
+
 #include "ctarr/error.hpp"
 #include "ctarr/io.hpp"
 
@@ -205,7 +207,7 @@ std::string updated_dataset_json(const std::string& path, const std::string& tex
   if (lists || j.contains("numTest")) j["numTest"] = test.size();
   if (j.contains("file_ending") || text.empty()) j["file_ending"] = extension;
   j["ctarr"] = note;
-  return j.dump(4) + "\n";
+  return detail::json_text(j, 4) + "\n";
 }
 
 }  // namespace ctarr

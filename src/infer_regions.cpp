@@ -2,6 +2,8 @@
 // connected components, boxes.
 #include "ctarr/infer_regions.hpp"
 
+#include "detail/json_text.hpp"
+
 #include "ctarr/error.hpp"
 #include "ctarr/io.hpp"
 #include "ctarr/log.hpp"
@@ -541,7 +543,7 @@ void write_region_report(const InferRegionsResult& result, const std::vector<Lea
   else
     j["summary"]["leave_one_out"] = "not computed: a single case";
   j["picture"] = fs::path(paths.png).filename().string();
-  write_text_file(paths.json, j.dump(2) + "\n");
+  write_text_file(paths.json, detail::json_text(j, 2) + "\n");
 
   // 3. the same as a table
   std::ostringstream md;
@@ -793,7 +795,7 @@ InferRegionsResult run_infer_regions(const InferRegionRequest& req) {
   p["lowest_fraction_kept"] = worst;
   p["lowest_fraction_kept_with_margin"] = worst_margin;
   if (!req.note.empty()) p["note"] = req.note;
-  result.region.provenance_json = p.dump();
+  result.region.provenance_json = detail::json_text(p);
 
   // 5. write
   save_region(result.region, req.output);

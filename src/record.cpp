@@ -1,6 +1,8 @@
 // ctarr — crop records (JSON).
 #include "ctarr/record.hpp"
 
+#include "detail/json_text.hpp"
+
 #include "ctarr/classes.hpp"
 #include "ctarr/error.hpp"
 #include "ctarr/version.hpp"
@@ -43,22 +45,22 @@ json index_box(const IndexBox& b) { return {{"start", idx(b.start)}, {"end", idx
 // not silently truncated: converting 1e300 to int64 is undefined behaviour).
 [[noreturn]] void malformed(const std::string& what) { throw std::invalid_argument(what); }
 Eigen::Vector3d read_vec(const json& j) {
-  if (!j.is_array() || j.size() != 3) malformed("expected an array of 3 numbers, got " + j.dump());
+  if (!j.is_array() || j.size() != 3) malformed("expected an array of 3 numbers, got " + detail::json_text(j));
   Eigen::Vector3d v;
   for (int a = 0; a < 3; ++a) {
-    if (!j[static_cast<std::size_t>(a)].is_number()) malformed("expected numbers, got " + j.dump());
+    if (!j[static_cast<std::size_t>(a)].is_number()) malformed("expected numbers, got " + detail::json_text(j));
     v[a] = j[static_cast<std::size_t>(a)].get<double>();
   }
   return v;
 }
 Index3 read_idx(const json& j) {
-  if (!j.is_array() || j.size() != 3) malformed("expected an array of 3 integers, got " + j.dump());
+  if (!j.is_array() || j.size() != 3) malformed("expected an array of 3 integers, got " + detail::json_text(j));
   Index3 i{};
   for (int a = 0; a < 3; ++a) {
     const json& e = j[static_cast<std::size_t>(a)];
     if (!e.is_number_integer() || (e.is_number_unsigned() && e.get<std::uint64_t>() > 1ull << 40) ||
         std::llabs(e.get<std::int64_t>()) > 1ll << 40)
-      malformed("expected an array of 3 integers (|i| <= 2^40), got " + j.dump());
+      malformed("expected an array of 3 integers (|i| <= 2^40), got " + detail::json_text(j));
     i[a] = e.get<std::int64_t>();
   }
   return i;
@@ -205,7 +207,7 @@ std::string summary_json(const std::vector<CropSummary>& rows) {
             {"counts", {{"ok", ok}, {"skipped", skipped}, {"failed", failed}}},
             {"faces", "x-/x+/y-/y+/z-/z+: sides of the input grid's index axes i, j, k"},
             {"cases", cases}};
-  return j.dump(2) + "\n";
+  return detail::json_text(j, 2) + "\n";
 }
 
 namespace {
@@ -295,7 +297,7 @@ std::string records_json_array(const std::vector<CropSummary>& rows) {
     }
     a.push_back(j);
   }
-  return a.dump(2) + "\n";
+  return detail::json_text(a, 2) + "\n";
 }
 
 std::string crop_record_json(const CropRecord& r) {
@@ -367,7 +369,7 @@ std::string crop_record_json(const CropRecord& r) {
   j["warning_codes"] = r.warning_codes;
   if (!r.label_input.empty()) j["labels"] = labels_json(r.labels);
   j["summary"] = summary_fields(crop_summary(r, ""));
-  return j.dump(2) + "\n";
+  return detail::json_text(j, 2) + "\n";
 }
 
 ParsedCropRecord parse_crop_record(const std::string& path, const std::string& text) {

@@ -1,6 +1,8 @@
 // ctarr — named regions: boxes in atlas millimetres.
 #include "ctarr/regions.hpp"
 
+#include "detail/json_text.hpp"
+
 #include "ctarr/error.hpp"
 #include "ctarr/io.hpp"
 
@@ -58,7 +60,7 @@ Region load_region(const std::string& path) {
       if (!b.valid()) throw std::invalid_argument(what + " has lower > upper on some axis");
       r.boxes.push_back(b);
     }
-    r.provenance_json = j.contains("provenance") ? j.at("provenance").dump() : "{}";
+    r.provenance_json = j.contains("provenance") ? detail::json_text(j.at("provenance")) : "{}";
     if (j.contains("provenance") && j.at("provenance").is_object() && j.at("provenance").contains("atlas_id")) {
       const json& id = j.at("provenance").at("atlas_id");
       if (!id.is_string() || id.get<std::string>().empty())
@@ -116,7 +118,7 @@ std::string region_to_json(const Region& region) {
     j["boxes"].push_back({{"lower", {b.lower.mm.x(), b.lower.mm.y(), b.lower.mm.z()}},
                           {"upper", {b.upper.mm.x(), b.upper.mm.y(), b.upper.mm.z()}}});
   j["provenance"] = json::parse(region.provenance_json);
-  return j.dump(2) + "\n";
+  return detail::json_text(j, 2) + "\n";
 }
 
 void save_region(const Region& region, const std::string& path) { write_text_file(path, region_to_json(region)); }
