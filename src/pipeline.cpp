@@ -5,6 +5,7 @@
 #include "ctarr/error.hpp"
 #include "ctarr/log.hpp"
 #include "ctarr/preview.hpp"
+#include "ctarr/qa_page.hpp"
 #include "ctarr/record.hpp"
 
 #include "ctarr/version.hpp"
@@ -16,6 +17,7 @@
 #include <cstdlib>
 #include <filesystem>
 #include <future>
+#include <set>
 #include <sstream>
 
 #include <unistd.h>
@@ -190,6 +192,7 @@ Segmentation Pipeline::segment(const Scan& scan) {
   Segmentation s;
   s.reorientation = input.reorientation;
   s.source = "network:" + network_->card().id + (options_.reference_inference ? " (reference)" : " (fast)");
+  s.from_network = true;
   s.soft_masks = MultiChannelImage<Scanner>(prob.grid, kNumClasses);
   const std::size_t n = static_cast<std::size_t>(prob.grid.voxels());
   std::copy(prob.data.begin() + static_cast<std::ptrdiff_t>(n), prob.data.end(), s.soft_masks.data.begin());
@@ -216,7 +219,8 @@ Segmentation Pipeline::segmentation_from_labels(const std::string& path) const {
 Fit Pipeline::fit(const Segmentation& segmentation) const {
   Fit f;
   // 1. landmarks and the orientation search
-  const Landmarks<Scanner> scan_lm = extract_landmarks(segmentation.soft_masks);
+  const Landmarks<Scanner> scan_lm = extract_landmarks(
+      segmentation.soft_masks, segmentation.from_network ? options_.landmarks.min_network_probability : 0.0f);
   try {
     f.initial = initial_fit(scan_lm, atlas_.landmarks, options_.landmarks);
   } catch (const Error& e) {  // name where the (missing) anatomy came from
@@ -610,6 +614,27 @@ void write_dataset_json(const CropRequest& request, const CaseLayout& layout, co
   }
 }
 
+// The QA page's heading, command and previews: a case's preview is linked where its file exists (this run's, or an
+// earlier run's for a case skipped as done).
+QaPageInfo qa_page_info(const CropRequest& request, const std::vector<CropSummary>& rows,
+                        const std::vector<Region>& regions) {
+  QaPageInfo info;
+  std::set<std::string> cases;
+  for (const CropSummary& r : rows) cases.insert(r.case_id);
+  std::string names;
+  for (const Region& r : regions) names += (names.empty() ? "" : ", ") + r.name;
+  info.title = "ctarr crop: " + std::to_string(cases.size()) + (cases.size() == 1 ? " case, " : " cases, ") +
+               (regions.size() == 1 ? "region " : "regions ") + names;
+  info.command = request.command;
+  for (const CropSummary& r : rows) {
+    if (info.previews.count(r.case_id) || r.input.empty()) continue;
+    const fs::path preview = fs::path(request.out_dir) / preview_file_name(r.input);
+    std::error_code ec;
+    if (fs::is_regular_file(preview, ec)) info.previews[r.case_id] = preview.string();
+  }
+  return info;
+}
+
 }  // namespace
 
 CropRun run_crop(const CropRequest& request) {
@@ -690,11 +715,13 @@ CropRun run_crop(const CropRequest& request) {
     const std::string suffix = shard_suffix(request.shard);
     run.summary_json = (fs::path(request.out_dir) / ("summary" + suffix + ".json")).string();
     run.summary_csv = (fs::path(request.out_dir) / ("summary" + suffix + ".csv")).string();
+    run.summary_html = (fs::path(request.out_dir) / ("summary" + suffix + ".html")).string();
   }
   auto save_summary = [&] {
     if (!write_summary) return;
     write_text_file(run.summary_json, summary_json(run.rows));
     write_text_file(run.summary_csv, summary_csv(run.rows));
+    write_text_file(run.summary_html, qa_page_html(run.rows, run.summary_html, qa_page_info(request, run.rows, regions)));
   };
 
   using Clock = std::chrono::steady_clock;
@@ -789,7 +816,7 @@ CropRun run_crop(const CropRequest& request) {
   // 5. summary, dataset.json, exit code
   save_summary();
   if (dataset) write_dataset_json(request, layout, all_cases, regions);
-  if (write_summary) log_info("summary: " + run.summary_csv + " and " + run.summary_json);
+  if (write_summary) log_info("summary: " + run.summary_csv + ", " + run.summary_json + "; QA page " + run.summary_html);
   if (run.stop_signal)
     run.exit_code = static_cast<int>(run.stop_signal == SIGTERM ? ErrorCode::Terminated : ErrorCode::Interrupted);
   else if (failed_cases > 0)

@@ -66,7 +66,8 @@ void register_crop(CLI::App& app, int& exit_code) {
                 "Redo cases whose record and crops exist (default: skip them, so a rerun resumes)");
   cmd->add_flag("--json", *json, "Print the records (a JSON array, one object per case and region) to stdout");
   add_pipeline_options(*cmd, req->pipeline);
-  cmd->callback([req, pad, spacing, shard, margin, json, &exit_code] {
+  cmd->callback([cmd, req, pad, spacing, shard, margin, json, &exit_code] {
+    req->command = command_line(*cmd);
     if (*margin != -1.0) req->crop.margin_mm = *margin;  // -1: not given (NaN reaches run_crop, which refuses it)
     if (!pad->empty()) {
       req->crop.pad = true;

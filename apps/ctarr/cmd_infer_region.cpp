@@ -8,33 +8,6 @@
 
 namespace ctarr::cli {
 
-namespace {
-
-// The command line as parsed (options in their declaration order), for the region's provenance.
-std::string command_line(const CLI::App& cmd) {
-  auto quote = [](const std::string& s) {
-    if (!s.empty() && s.find_first_not_of("abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789-_./:=,+") ==
-                          std::string::npos)
-      return s;
-    std::string q = "'";
-    for (char c : s) q += c == '\'' ? std::string("'\\''") : std::string(1, c);
-    return q + "'";
-  };
-  std::string line = "ctarr " + cmd.get_name();
-  for (const CLI::Option* o : cmd.get_options()) {
-    if (o->count() == 0) continue;
-    const std::string flag = o->get_lnames().empty() ? "" : " --" + o->get_lnames().front();
-    if (o->get_type_size() == 0) {
-      line += flag;
-      continue;
-    }
-    for (const std::string& r : o->results()) line += flag + " " + quote(r);
-  }
-  return line;
-}
-
-}  // namespace
-
 void register_infer_region(CLI::App& app) {
   auto req = std::make_shared<InferRegionRequest>();
   auto keep_empty = std::make_shared<bool>(false);

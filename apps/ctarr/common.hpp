@@ -5,6 +5,8 @@
 
 #include <CLI/CLI.hpp>
 
+#include <string>
+
 namespace ctarr::cli {
 
 // --model, --atlas, --regions-dir, --device, --reference-inference
@@ -18,6 +20,30 @@ inline void add_pipeline_options(CLI::App& cmd, PipelineOptions& o) {
                "Run the network as the reference sliding window (every tile, float32: about 2x slower on a CPU) "
                "instead of the fast path (air tiles skipped, bfloat16 where the hardware has it); see "
                "docs/PERFORMANCE.md");
+}
+
+// The command line as parsed (options in their declaration order, values shell-quoted): for manifests, region
+// provenance and the QA page.
+inline std::string command_line(const CLI::App& cmd) {
+  auto quote = [](const std::string& s) {
+    if (!s.empty() && s.find_first_not_of("abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789-_./:=,+") ==
+                          std::string::npos)
+      return s;
+    std::string q = "'";
+    for (char c : s) q += c == '\'' ? std::string("'\\''") : std::string(1, c);
+    return q + "'";
+  };
+  std::string line = "ctarr " + cmd.get_name();
+  for (const CLI::Option* o : cmd.get_options()) {
+    if (o->count() == 0) continue;
+    const std::string flag = o->get_lnames().empty() ? "" : " --" + o->get_lnames().front();
+    if (o->get_type_size() == 0) {
+      line += flag;
+      continue;
+    }
+    for (const std::string& r : o->results()) line += flag + " " + quote(r);
+  }
+  return line;
 }
 
 }  // namespace ctarr::cli

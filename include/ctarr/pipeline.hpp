@@ -47,6 +47,7 @@ struct Segmentation {
   MultiChannelImage<Scanner> soft_masks;  // kNumClasses channels, probabilities
   Reorientation reorientation;            // input grid -> canonical grid
   std::string source;                     // "network:<model id>" or "labels:<path> (<label set>)"
+  bool from_network = false;              // probabilities of the network (else fractions of a label map)
 };
 
 struct Fit {
@@ -100,6 +101,7 @@ struct CropRequest {
   bool overwrite = false;             // redo cases whose record and crops exist (default: skip them: resume)
   bool stop_on_signals = false;       // SIGINT/SIGTERM stop the batch between steps (the CLI sets it)
   ProgressCallback progress;          // called as cases start and finish (the CLI draws a bar on a terminal)
+  std::string command;                // the command line, shown on the QA page ("" none)
 };
 
 // What a crop run did. Plain inputs: OUT/<stem>_<region>[_k]<ext> + OUT/<stem>_<region>.json. Dataset mode:
@@ -109,6 +111,7 @@ struct CropRun {
   std::vector<CropSummary> rows;    // one per case and region, in case order (cases after a stop are absent)
   std::string summary_json;         // OUT/summary.json (summary_shard-I-of-N.json with --shard N > 1); "" if none
   std::string summary_csv;          // likewise .csv; none for a single plain input
+  std::string summary_html;         // likewise .html: the QA page (qa_page.hpp)
   int stop_signal = 0;              // SIGINT/SIGTERM that stopped the run, or 0
   // 0: every region of every case cropped (or skipped as done); NoOverlap (8): some region missed its scan;
   // a case failed: that case's ErrorCode when the run had one case, SomeCasesFailed (9) otherwise;
