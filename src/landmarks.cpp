@@ -127,6 +127,52 @@ double fit_scale_and_error(const std::vector<Eigen::Vector3d>& p, const std::vec
   return std::sqrt(std::max(err, 0.0));  // weights sum to 1
 }
 
+// Translation only (too few classes for the search): each seen class proposes the translation atlas centre - scan
+// centre. One mis-segmented class (a head CT's brain partly called urinary bladder by the network) would drag their
+// mean by tens of centimetres, so keep the classes whose proposals lie within agree_mm of the proposal that most
+// classes agree with (then: the most weight; a class over-segmented to three times its atlas volume weighs as much
+// as a complete one, so weight alone would let it outvote two that agree); the others go to classes_left_out with
+// weight 0. Returns the weight kept.
+double keep_agreeing_classes(const Landmarks<Scanner>& scan, const Landmarks<Atlas>& atlas, double agree_mm,
+                             InitialFit& fit) {
+  auto proposal = [&](int c) {
+    const auto cc = static_cast<std::size_t>(c);
+    return Eigen::Vector3d(atlas.centre_mm[cc] - scan.centre_mm[cc]);
+  };
+  int best = fit.classes_seen.front(), best_count = -1;
+  double best_support = -1.0;
+  for (int c : fit.classes_seen) {
+    int count = 0;
+    double support = 0.0;
+    for (int d : fit.classes_seen)
+      if ((proposal(d) - proposal(c)).norm() <= agree_mm) {
+        ++count;
+        support += fit.weights[static_cast<std::size_t>(d)];
+      }
+    if (count > best_count || (count == best_count && support > best_support)) {  // ties keep the earlier class
+      best_count = count;
+      best_support = support;
+      best = c;
+    }
+  }
+  std::vector<int> kept;
+  for (int c : fit.classes_seen) {
+    const double off = (proposal(c) - proposal(best)).norm();
+    if (off <= agree_mm) {
+      kept.push_back(c);
+      continue;
+    }
+    fit.classes_left_out.push_back(c);
+    fit.weights[static_cast<std::size_t>(c)] = 0.0;
+    std::ostringstream msg;
+    msg << "initial fit: " << class_names()[static_cast<std::size_t>(c)] << " is " << std::lround(off)
+        << " mm away from where the other classes place the scan: left out of the fit (mis-segmented?)";
+    log_warn(msg.str());
+  }
+  fit.classes_seen = kept;
+  return best_support;
+}
+
 }  // namespace
 
 InitialFit initial_fit(const Landmarks<Scanner>& scan, const Landmarks<Atlas>& atlas, const LandmarkOptions& options) {
@@ -149,6 +195,8 @@ InitialFit initial_fit(const Landmarks<Scanner>& scan, const Landmarks<Atlas>& a
         << "% of its atlas volume; check that the input is a CT scan (Hounsfield units) of the head or trunk";
     throw Error(ErrorCode::FitFailed, msg.str());
   }
+  if (static_cast<int>(fit.classes_seen.size()) < options.min_classes_for_search)
+    total = keep_agreeing_classes(scan, atlas, options.agree_mm, fit);
   for (double& w : fit.weights) w /= total;
 
   std::vector<Eigen::Vector3d> p, a;

@@ -235,6 +235,14 @@ Fit Pipeline::fit(const Segmentation& segmentation) const {
     f.warnings.push_back(w);
     f.warning_codes.push_back(warning_code::kHeaderOrientation);
   }
+  if (!f.initial.classes_left_out.empty()) {
+    std::string names;
+    for (int c : f.initial.classes_left_out) names += (names.empty() ? "" : ", ") + class_names()[static_cast<std::size_t>(c)];
+    f.warnings.push_back("left out of the fit: " + names + " (where the segmentation puts it disagrees by more than " +
+                         std::to_string(std::lround(options_.landmarks.agree_mm)) +
+                         " mm with the other anatomies; mis-segmented?); check the crop");
+    f.warning_codes.push_back(warning_code::kClassLeftOut);
+  }
   if (!f.initial.searched) {
     f.warnings.push_back("only " + std::to_string(f.initial.classes_seen.size()) +
                          " anatomies seen: orientation not searched, header orientation trusted (translation only); "

@@ -351,6 +351,8 @@ std::string crop_record_json(const CropRecord& r) {
   };
   json seen = json::array();
   for (int c : r.initial.classes_seen) seen.push_back(class_names()[static_cast<std::size_t>(c)]);
+  json left_out = json::array();
+  for (int c : r.initial.classes_left_out) left_out.push_back(class_names()[static_cast<std::size_t>(c)]);
   json candidates = json::array();
   for (const OrientationCandidate& c : r.initial.candidates)
     candidates.push_back({{"orientation", c.name}, {"rms_error_mm", c.rms_error_mm}});
@@ -360,7 +362,8 @@ std::string crop_record_json(const CropRecord& r) {
               {"orientation_searched", r.initial.searched},
               {"orientation_candidates", candidates},
               {"landmark_scale", r.initial.scale},
-              {"classes_seen", seen}};
+              {"classes_seen", seen},
+              {"classes_left_out", left_out}};
   j["canonical_reorientation"] = {{"axis", r.reorientation.axis}, {"flip", r.reorientation.flip}};
   j["segmentation"] = r.segmentation_source;
   j["model"] = r.model_id;

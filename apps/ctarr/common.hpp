@@ -37,7 +37,7 @@ inline std::string command_line(const CLI::App& cmd) {
   for (const CLI::Option* o : cmd.get_options()) {
     if (o->count() == 0) continue;
     const std::string flag = o->get_lnames().empty() ? "" : " --" + o->get_lnames().front();
-    if (o->get_type_size() == 0) {
+    if (o->get_expected_min() == 0) {  // a flag: no value
       line += flag;
       continue;
     }

@@ -29,6 +29,7 @@ struct LandmarkOptions {
   // network did not find), which is then "seen" and pulls the orientation search. Label maps are not affected.
   float min_network_probability = 0.5f;
   int min_classes_for_search = 4;  // fewer seen classes: translation only, no orientation search
+  double agree_mm = 60.0;          // translation only: classes whose translations disagree by more are left out
   bool search_xy_flips = false;    // also try mirrored x / y (off: a mirrored patient is rare)
   bool fit_scale = true;           // isotropic scale in the landmark fit (only when searching)
 };
@@ -48,7 +49,9 @@ struct InitialFit {
   Eigen::Vector3d pivot_scanner_mm = Eigen::Vector3d::Zero();
   Eigen::Vector3d pivot_atlas_mm = Eigen::Vector3d::Zero();
   std::array<double, kNumClasses> weights{};  // normalised, sum 1 over classes seen
-  std::vector<int> classes_seen;              // 0-based class indices
+  std::vector<int> classes_seen;              // 0-based class indices, those the fit uses
+  std::vector<int> classes_left_out;          // seen, but their translation disagreed with the others' (translation
+                                              // only, LandmarkOptions::agree_mm): weight 0
   bool searched = false;                      // false: too few classes, translation only
   std::vector<OrientationCandidate> candidates;
   Affine<Scanner, Atlas> scanner_to_atlas() const;

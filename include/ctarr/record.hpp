@@ -27,6 +27,7 @@ namespace warning_code {
 inline constexpr const char* kInput = "input";                    // read-time notes (tilt resampled, missing slice)
 inline constexpr const char* kHeaderOrientation = "header_orientation";  // content rotated/flipped vs its header
 inline constexpr const char* kFewAnatomies = "few_anatomies";     // orientation not searched: translation only
+inline constexpr const char* kClassLeftOut = "class_left_out";   // a seen class disagreed with the others: not used
 inline constexpr const char* kLowFitDice = "low_fit_dice";        // fit Dice < kLowFitDice
 inline constexpr const char* kBoxClipped = "box_clipped";         // a box was clipped at the scan border
 inline constexpr const char* kBoxMostlyOutside = "box_mostly_outside";  // fraction inside the scan < 0.5
