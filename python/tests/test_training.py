@@ -292,3 +292,28 @@ def test_batchnorm_recalibration_gives_the_plain_average_of_batch_statistics(pha
             means.append(first.conv(x).mean(dim=(0, 2, 3, 4)))
     assert torch.allclose(first.norm.running_mean, torch.stack(means).mean(0), atol=1e-5)
     assert first.norm.momentum == 0.05 and m.training
+
+
+def test_ship_copies_weights_and_card_with_the_evaluation_and_refuses_a_mismatch(tmp_path):
+    from ctarr_train import ship
+    from ctarr_train.unet import sha256_file
+    src = tmp_path / "model"
+    src.mkdir()
+    (src / "ctarr-unet.safetensors").write_bytes(b"weights")
+    card = {"id": "m", "weights": {"file": "ctarr-unet.safetensors",
+                                   "sha256": sha256_file(src / "ctarr-unet.safetensors")}, "training": {"steps": 3}}
+    (src / "ctarr-unet.json").write_text(json.dumps(card))
+    seg, crop = tmp_path / "seg.json", tmp_path / "crop.json"
+    seg.write_text(json.dumps({"command": "segment_eval", "cases": {"s0009": {"dice": {"liver": 0.9}}}}))
+    crop.write_text(json.dumps({"command": "crop_check", "rows": [{"case": "a", "exit": 0}, {"case": "b", "exit": 6}]}))
+    out = tmp_path / "models"
+    assert ship.main([str(src), "--segment-eval", str(seg), "--crop-check", str(crop), "--to", str(out)]) == 0
+    shipped = json.loads((out / "ctarr-unet.json").read_text())
+    assert (out / "ctarr-unet.safetensors").read_bytes() == b"weights"
+    assert shipped["evaluation"]["segmentation"]["cases"]["s0009"]["dice"]["liver"] == 0.9
+    assert shipped["evaluation"]["crop_without_seg"]["exited_0"] == "1 of 2"
+    assert "s0009" in shipped["evaluation"]["validation_split"]
+    assert sorted(p.name for p in out.iterdir()) == ["ctarr-unet.json", "ctarr-unet.safetensors"]  # no temp left
+    (src / "ctarr-unet.safetensors").write_bytes(b"other weights")
+    with pytest.raises(SystemExit, match="does not match"):
+        ship.main([str(src), "--segment-eval", str(seg), "--crop-check", str(crop), "--to", str(out)])
