@@ -15,6 +15,7 @@ import json
 import math
 import os
 import platform
+import signal
 import sys
 import time
 from pathlib import Path
@@ -309,9 +310,21 @@ def main(argv=None):
             t_commit = time.time()
             log(f"committed state: step {state['step']} -> {args.state}")
 
+    # SIGTERM (a job's time limit, `kill`) or SIGINT (Ctrl-C) ends the run after the current step, with the state
+    # committed and the model exported as at the time limit; a second signal kills at once.
+    stop = []
+
+    def request_stop(signum, _frame):
+        if stop:
+            raise KeyboardInterrupt
+        stop.append(signum)
+        log(f"signal {signal.Signals(signum).name}: stopping after this step (again: at once)")
+
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        signal.signal(sig, request_stop)
     model.train()
     t_seg = time.time()
-    while state["step"] < args.steps and time.time() - t_run < args.time_limit_min * 60:
+    while state["step"] < args.steps and time.time() - t_run < args.time_limit_min * 60 and not stop:
         t0 = time.time()
         x, y, labelled, names = next(stream)
         t_data = time.time() - t0

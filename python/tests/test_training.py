@@ -2,6 +2,8 @@
 
 import json
 import math
+import os
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -317,3 +319,24 @@ def test_ship_copies_weights_and_card_with_the_evaluation_and_refuses_a_mismatch
     (src / "ctarr-unet.safetensors").write_bytes(b"other weights")
     with pytest.raises(SystemExit, match="does not match"):
         ship.main([str(src), "--segment-eval", str(seg), "--crop-check", str(crop), "--to", str(out)])
+
+
+def test_sigterm_ends_a_training_run_cleanly_with_its_state_committed():
+    """A job's time limit sends SIGTERM: the run stops after the current step, commits and exports, and exits 0."""
+    import signal
+    import subprocess
+    import sys
+    env = dict(os.environ, PYTHONPATH=str(Path(__file__).resolve().parents[1]))
+    p = subprocess.Popen([sys.executable, "-m", "ctarr_train", "--smoke"], stdout=subprocess.PIPE,
+                         stderr=subprocess.STDOUT, text=True, env=env)
+    lines = []
+    for line in p.stdout:
+        lines.append(line)
+        if " step " in line and "loss" in line:  # inside the loop: the handler is installed
+            p.send_signal(signal.SIGTERM)
+            break
+    lines += p.stdout.readlines()
+    assert p.wait(timeout=120) == 0, "".join(lines)
+    out = "".join(lines)
+    assert "signal SIGTERM: stopping after this step" in out
+    assert "committed state" in out and "done: step" in out
