@@ -78,7 +78,8 @@ struct PredictOptions {
   int whole_volume_halo = 48;
 };
 
-// The reference inference of a card: its patch, 50 % overlap, every tile, float32.
+// The reference inference of a card, float32: for a tile-independent model (normalisation None) the whole volume in
+// one pass; for an InstanceNorm model the sliding window of its patch, 50 % overlap, every tile.
 PredictOptions reference_predict_options(const ModelCard& card);
 // The fast path (docs/PERFORMANCE.md): for a tile-independent model (normalisation None) the whole volume in one
 // pass; for an InstanceNorm model the reference's tile layout (other layouts change its output: the statistics are

@@ -1,5 +1,6 @@
 // The real binary: help/version, a crop from a synthetic scan with --seg, and one bad input per error class.
 #include "ctarr/io.hpp"
+#include "ctarr/network.hpp"
 #include "support/support.hpp"
 
 #include <gtest/gtest.h>
@@ -62,9 +63,10 @@ Image<float> small_volume(const Index3& size, double spacing = 2.0) {
   return Image<float>(g, -1000.0f);
 }
 
-// `segment` on a 3 mm CT of 128 x 64 x 64 voxels whose upper half in x is air: the reference layout has 3 tiles of
-// 64^3, the one over the air is skipped by the fast path only; --reference-inference runs all of them. The label
-// maps of both paths agree (the shipped model, bfloat16 or float32).
+// `segment` on a 3 mm CT of 128 x 64 x 64 voxels whose upper half in x is air. An InstanceNorm model: the reference
+// layout has 3 tiles of 64^3, the one over the air is skipped by the fast path only; --reference-inference runs all
+// of them. A tile-independent model (the shipped one): both run the whole volume in one pass, the reference in
+// float32. The label maps of both paths agree (bfloat16 or float32).
 TEST(Cli, ReferenceInferenceRunsEveryTileAndTheFastPathSkipsAir) {
   TempDir dir;
   Image<float> ct = small_volume(Index3{{128, 64, 64}}, 3.0);
@@ -77,8 +79,15 @@ TEST(Cli, ReferenceInferenceRunsEveryTileAndTheFastPathSkipsAir) {
                         &fast), 0) << fast;
   ASSERT_EQ(run_command(ctarr("-v segment --device cpu --reference-inference -o " + dir.file("ref.nii.gz") + " " +
                               dir.file("ct.nii.gz")), &reference), 0) << reference;
-  EXPECT_NE(fast.find("2 tiles of 64^3 run, 1 skipped (air)"), std::string::npos) << fast;
-  EXPECT_NE(reference.find("3 tiles of 64^3 run, 0 skipped (air)"), std::string::npos) << reference;
+  const ModelCard card = read_model_card(model_card_path(repo_dir() + "/models/ctarr-unet.safetensors"));
+  if (card.normalisation == ModelCard::Normalisation::None) {
+    EXPECT_NE(fast.find("whole volume: 1 pass(es) over 128x64x64 voxels"), std::string::npos) << fast;
+    EXPECT_NE(reference.find("whole volume: 1 pass(es) over 128x64x64 voxels, float32"), std::string::npos) << reference;
+    EXPECT_EQ(reference.find("sliding window:"), std::string::npos) << reference;
+  } else {
+    EXPECT_NE(fast.find("2 tiles of 64^3 run, 1 skipped (air)"), std::string::npos) << fast;
+    EXPECT_NE(reference.find("3 tiles of 64^3 run, 0 skipped (air)"), std::string::npos) << reference;
+  }
   const Image<std::uint16_t> a = read_label_map(dir.file("fast.nii.gz")), b = read_label_map(dir.file("ref.nii.gz"));
   ASSERT_EQ(a.voxels.size(), b.voxels.size());
   std::size_t same = 0;

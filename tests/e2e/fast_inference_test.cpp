@@ -1,6 +1,6 @@
-// Real data (../shared/data): the fast inference path (docs/PERFORMANCE.md) against the reference sliding window of
-// the same model on the TotalSegmentator example CT: per-class Dice of the hard labels, and the crops they lead to.
-// The shipped model is weakly trained, so the comparison is with its own reference output, never with ground truth.
+// Real data (../shared/data): the fast inference path (docs/PERFORMANCE.md) against the reference inference of the
+// same model on the TotalSegmentator example CT: per-class Dice of the hard labels, and the crops they lead to. The
+// comparison is with the model's own reference output, not with ground truth (docs/TRAINING.md has that).
 #include "ctarr/classes.hpp"
 #include "ctarr/error.hpp"
 #include "ctarr/log.hpp"
@@ -27,6 +27,7 @@ Segmentation as_segmentation(const MultiChannelImage<Scanner>& prob, const Reori
   Segmentation s;
   s.reorientation = r;
   s.source = "test";
+  s.from_network = true;  // fitted as the CLI fits a network's output
   s.soft_masks = MultiChannelImage<Scanner>(prob.grid, kNumClasses);
   const auto n = static_cast<std::size_t>(prob.grid.voxels());
   std::copy(prob.data.begin() + static_cast<std::ptrdiff_t>(n), prob.data.end(), s.soft_masks.data.begin());
@@ -53,8 +54,8 @@ MultiChannelImage<Scanner> padded_in_x(const MultiChannelImage<Scanner>& in, std
 // Only voxels with x index in [x_from, x_to) are compared (the CT's own field of view when it was padded: the
 // reference's output in pure air is whatever an all-zero InstanceNorm tile gives, not anatomy).
 int compare_paths(Pipeline& pipeline, const Network& net, const Scan& scan, const MultiChannelImage<Scanner>& input,
-                  const Reorientation& reorientation, const PredictOptions& fast_options, std::int64_t x_from = 0,
-                  std::int64_t x_to = -1) {
+                  const Reorientation& reorientation, const PredictOptions& fast_options,
+                  const PredictOptions& reference_options, std::int64_t x_from = 0, std::int64_t x_to = -1) {
   if (x_to < 0) x_to = input.grid.size[0];
   int skipped = -1;
   set_log_sink([&](LogLevel, const std::string& m) {
@@ -66,7 +67,7 @@ int compare_paths(Pipeline& pipeline, const Network& net, const Scan& scan, cons
   });
   using Clock = std::chrono::steady_clock;
   const auto t0 = Clock::now();
-  const MultiChannelImage<Scanner> ref = net.predict(input, reference_predict_options(net.card()));
+  const MultiChannelImage<Scanner> ref = net.predict(input, reference_options);
   const auto t1 = Clock::now();
   const MultiChannelImage<Scanner> fast = net.predict(input, fast_options);
   const auto t2 = Clock::now();
@@ -112,10 +113,13 @@ int compare_paths(Pipeline& pipeline, const Network& net, const Scan& scan, cons
   std::cout << "fit Dice: reference " << fit_ref.refined.dice << ", fast " << fit_fast.refined.dice << "; orientation "
             << fit_ref.initial.orientation << " / " << fit_fast.initial.orientation << "\n";
   EXPECT_EQ(fit_ref.initial.orientation, fit_fast.initial.orientation);
+  EXPECT_NEAR(fit_ref.refined.dice, fit_fast.refined.dice, 0.01);
   const Affine<Atlas, Scanner> a2s_ref = fit_ref.scanner_to_atlas.inverse(),
                                a2s_fast = fit_fast.scanner_to_atlas.inverse();
-  // Identical boxes, even though the CLI refuses both fits (Dice below kMinFitDice with the shipped model): the fit of
-  // a segmentation with no usable anatomy is ill-conditioned, so this is a sensitive check.
+  // The boxes agree to within one voxel on every face. The fit is gradient descent on the soft masks: masks that
+  // differ in a few boundary voxels (bfloat16 against float32, skipped air tiles) move a face across a voxel
+  // boundary now and then (the step-7154 model, tiles against tiles: 2 of 6 boxes identical, the others one voxel
+  // apart at one or two faces; fit Dice 0.4001 / 0.4004).
   const bool accepted = fit_ref.refined.dice >= kMinFitDice && fit_fast.refined.dice >= kMinFitDice;
   int boxes = 0, identical = 0;
   for (const std::string name : {"liver", "spleen", "kidneys", "lungs", "urinary_bladder"}) {
@@ -125,16 +129,9 @@ int compare_paths(Pipeline& pipeline, const Network& net, const Scan& scan, cons
     for (std::size_t n = 0; n < region.boxes.size(); ++n) {
       const MappedBox r = map_box(region.boxes[n], a2s_ref, scan.image.grid, options);
       const MappedBox f = map_box(region.boxes[n], a2s_fast, scan.image.grid, options);
-      if (accepted) {
-        EXPECT_EQ(r.clipped.start, f.clipped.start) << name << " box " << n;
-        EXPECT_EQ(r.clipped.end, f.clipped.end) << name << " box " << n;
-      } else {
-        // A refused fit (Dice below the floor: the CLI writes no crop) is ill-conditioned: one voxel of slack. With
-        // the 13-body atlas the shipped v1 model's fits (Dice 0.004) differ by one voxel at one face of one box.
-        for (int a = 0; a < 3; ++a) {
-          EXPECT_LE(std::abs(r.clipped.start[a] - f.clipped.start[a]), 1) << name << " box " << n << " axis " << a;
-          EXPECT_LE(std::abs(r.clipped.end[a] - f.clipped.end[a]), 1) << name << " box " << n << " axis " << a;
-        }
+      for (int a = 0; a < 3; ++a) {
+        EXPECT_LE(std::abs(r.clipped.start[a] - f.clipped.start[a]), 1) << name << " box " << n << " axis " << a;
+        EXPECT_LE(std::abs(r.clipped.end[a] - f.clipped.end[a]), 1) << name << " box " << n << " axis " << a;
       }
       boxes += r.clipped.empty() ? 0 : 1;
       identical += r.clipped.start == f.clipped.start && r.clipped.end == f.clipped.end;
@@ -159,8 +156,8 @@ std::unique_ptr<ExampleCase> example_case() {
   const auto data = shared_data_dir();
   if (!data) return nullptr;
   auto e = std::make_unique<ExampleCase>();
-  // The shipped, weakly trained model's segmentation of this CT falls below the fit's Dice floor (the CLI refuses
-  // it, exit 6); the floor is lifted so that the fits and the boxes are compared all the same.
+  // The floor is lifted so that the fits and the boxes are compared even for a model whose fits of this CT the CLI
+  // refuses (the first model's: Dice 0.004, exit 6).
   e->options.min_fit_dice = 0.0;
   e->pipeline = std::make_unique<Pipeline>(e->options);
   e->net = std::make_unique<Network>(e->pipeline->options().model_path, DeviceSpec{"cpu"});
@@ -172,13 +169,14 @@ std::unique_ptr<ExampleCase> example_case() {
   return e;
 }
 
-// The fast path as the CLI runs it: the whole volume in one pass for a tile-independent (BatchNorm-folded) model,
-// else the tiled fast path.
-TEST(FastInference, MatchesTheReferenceSlidingWindowOnTheExampleCt) {
+// The fast path as the CLI runs it against the reference as --reference-inference runs it: for a tile-independent
+// (BatchNorm-folded) model both run the whole volume in one pass (bfloat16 where the CPU has it / float32), for an
+// InstanceNorm model the tiled fast path against the sliding window.
+TEST(FastInference, MatchesTheReferenceOnTheExampleCt) {
   const auto e = example_case();
   if (!e) GTEST_SKIP() << "skipped: ../shared/data not found";
   compare_paths(*e->pipeline, *e->net, e->scan, e->input.network_input, e->input.reorientation,
-                fast_predict_options(e->net->card(), e->net->device()));
+                fast_predict_options(e->net->card(), e->net->device()), reference_predict_options(e->net->card()));
 }
 
 // The tiled fast path on the same CT with 80 voxels (240 mm) of air on both sides in x (a small patient in a wide
@@ -192,8 +190,10 @@ TEST(FastInference, MatchesTheReferenceWhenAirTilesAreSkipped) {
   ASSERT_EQ(nx, 122) << "the tile arithmetic above assumes the example CT's 122 x 101 x 112 grid";
   PredictOptions tiled = fast_predict_options(e->net->card(), e->net->device());
   tiled.whole_volume = false;
+  PredictOptions sliding_window = reference_predict_options(e->net->card());
+  sliding_window.whole_volume = false;  // tiles against tiles: the air-tile skipping is what is compared
   const int skipped = compare_paths(*e->pipeline, *e->net, e->scan, padded_in_x(e->input.network_input, pad),
-                                    e->input.reorientation, tiled, pad, pad + nx);
+                                    e->input.reorientation, tiled, sliding_window, pad, pad + nx);
   EXPECT_EQ(skipped, 18);
 }
 
@@ -205,7 +205,7 @@ TEST(FastInference, WholeVolumeMatchesTheReferenceInAWideFieldOfView) {
   if (!fast.whole_volume) GTEST_SKIP() << "skipped: the shipped model normalises per tile (InstanceNorm)";
   const std::int64_t pad = 80, nx = e->input.network_input.grid.size[0];
   compare_paths(*e->pipeline, *e->net, e->scan, padded_in_x(e->input.network_input, pad), e->input.reorientation, fast,
-                pad, pad + nx);
+                reference_predict_options(e->net->card()), pad, pad + nx);
 }
 
 }  // namespace

@@ -175,6 +175,9 @@ TEST_F(NetworkGoldenV2, SlidingWindowAgreesWithTheWholeVolumeAwayFromTileBorders
   whole.whole_volume = true;
   const MultiChannelImage<Scanner> a = net_->predict(volume(), whole);
   PredictOptions tiles = reference_predict_options(net_->card());
+  EXPECT_TRUE(tiles.whole_volume) << "a tile-independent model's reference is its one pass";
+  EXPECT_EQ(tiles.precision, Precision::Float32);
+  tiles.whole_volume = false;  // the sliding window
   const MultiChannelImage<Scanner> b = net_->predict(volume(), tiles);
   const std::int64_t n = a.grid.voxels();
   std::int64_t same = 0;
