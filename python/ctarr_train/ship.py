@@ -59,6 +59,7 @@ def main(argv=None):
             shutil.copyfile(data_from, tmp)
         else:
             Path(tmp).write_text(json.dumps(card, indent=1) + "\n")
+        os.chmod(tmp, 0o644)  # mkstemp makes it 0600
         os.replace(tmp, dst / name)
     print(f"shipped {card['id']} (step {card.get('training', {}).get('steps')}) -> {dst}")
     return 0
