@@ -597,7 +597,7 @@ PredictOptions reference_predict_options(const ModelCard& card) {
   PredictOptions o;
   o.window.patch_size = card.patch_size;
   // A tile-independent model's own output is that of one pass over the whole volume: zero-padded tiles cut its
-  // receptive field at every tile border (the step-7154 model on the example CT: bone classes at Dice 0.86-0.97
+  // receptive field at every tile border (the step-7154 model on the example CT: bone classes at Dice 0.86-0.98
   // between 64^3 tiles and one pass, liver and lungs >= 0.99).
   o.whole_volume = card.normalisation == ModelCard::Normalisation::None;
   return o;
