@@ -714,9 +714,15 @@ InferRegionsResult run_infer_regions(const InferRegionRequest& req) {
         continue;
       }
     }
-    const Segmentation seg =
-        f.image.empty() ? pipeline.segmentation_from_labels(f.seg) : pipeline.segment(read_scan(f.image));
-    const Fit fit = pipeline.fit(seg);
+    NetworkFit fitted;
+    if (f.image.empty()) {
+      fitted.segmentation = pipeline.segmentation_from_labels(f.seg);
+      fitted.fit = pipeline.fit(fitted.segmentation);
+    } else {
+      fitted = pipeline.segment_and_fit(read_scan(f.image));
+    }
+    const Segmentation& seg = fitted.segmentation;
+    const Fit& fit = fitted.fit;
     for (const std::string& w : fit.warnings) log_warn("case " + f.name + ": " + w);
     c.scanner_to_atlas = fit.scanner_to_atlas;
     json classes = json::array();

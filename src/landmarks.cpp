@@ -229,13 +229,14 @@ InitialFit initial_fit(const Landmarks<Scanner>& scan, const Landmarks<Atlas>& a
       fit.candidates.push_back(cand);
     }
   } else {
-    // Too few landmarks to fix a rotation: translation only, reported as the single identity candidate.
+    // Too few landmarks to fix a rotation: translation only, with the assumed rotation (identity unless a turned
+    // network pass says otherwise) as the single candidate.
     fit.searched = false;
-    OrientationCandidate cand;
-    cand.name = "identity";
-    cand.rotation = Eigen::Matrix3d::Identity();
+    OrientationCandidate cand = options.translation_only_orientation;
     double s = 1.0;
     cand.rms_error_mm = fit_scale_and_error(p, a, w, p_mean, a_mean, cand.rotation, false, &s);
+    fit.rotation = cand.rotation;
+    fit.orientation = cand.name;
     fit.candidates.push_back(cand);
   }
   std::ostringstream msg;

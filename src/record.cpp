@@ -364,6 +364,15 @@ std::string crop_record_json(const CropRecord& r) {
               {"landmark_scale", r.initial.scale},
               {"classes_seen", seen},
               {"classes_left_out", left_out}};
+  if (!r.network_passes.empty()) {
+    json passes = json::array();
+    for (const NetworkPass& p : r.network_passes) {
+      json e = {{"turn", p.turn}, {"dice", p.dice}, {"kept", p.kept}};
+      if (!p.error.empty()) e["error"] = p.error;
+      passes.push_back(e);
+    }
+    j["fit"]["network_passes"] = passes;
+  }
   j["canonical_reorientation"] = {{"axis", r.reorientation.axis}, {"flip", r.reorientation.flip}};
   j["segmentation"] = r.segmentation_source;
   j["model"] = r.model_id;

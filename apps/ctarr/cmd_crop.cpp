@@ -66,6 +66,7 @@ void register_crop(CLI::App& app, int& exit_code) {
                 "Redo cases whose record and crops exist (default: skip them, so a rerun resumes)");
   cmd->add_flag("--json", *json, "Print the records (a JSON array, one object per case and region) to stdout");
   add_pipeline_options(*cmd, req->pipeline);
+  add_turned_passes_option(*cmd, req->pipeline);
   cmd->callback([cmd, req, pad, spacing, shard, margin, json, &exit_code] {
     req->command = command_line(*cmd);
     if (*margin != -1.0) req->crop.margin_mm = *margin;  // -1: not given (NaN reaches run_crop, which refuses it)

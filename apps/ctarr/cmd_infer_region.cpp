@@ -54,6 +54,7 @@ void register_infer_region(CLI::App& app) {
   cmd->add_flag("--keep-cases-without-label", *keep_empty,
                 "Count cases that hold none of the labels (default: leave them out)");
   add_pipeline_options(*cmd, req->pipeline);
+  add_turned_passes_option(*cmd, req->pipeline);
   cmd->callback([req, keep_empty, cmd] {
     req->skip_cases_without_label = !*keep_empty;
     req->command = command_line(*cmd);

@@ -22,6 +22,17 @@ inline void add_pipeline_options(CLI::App& cmd, PipelineOptions& o) {
                "docs/PERFORMANCE.md");
 }
 
+// --turned-passes-below (commands that fit the network's segmentation: crop, infer-region)
+inline void add_turned_passes_option(CLI::App& cmd, PipelineOptions& o) {
+  cmd.add_option("--turned-passes-below", o.turned_passes_below_dice,
+                 "When the fit through the network has a Dice below this (or fails), run the network again on the "
+                 "scan turned by each other orientation candidate (90/180/270 degrees in-plane, z flips) and keep the "
+                 "best fit: finds lying headers the network cannot segment as stored, at up to 8x the network time. "
+                 "0: never; 1.01: always")
+      ->check(CLI::Range(0.0, 1.01))
+      ->capture_default_str();
+}
+
 // The command line as parsed (options in their declaration order, values shell-quoted): for manifests, region
 // provenance and the QA page.
 inline std::string command_line(const CLI::App& cmd) {

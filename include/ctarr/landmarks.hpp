@@ -21,6 +21,13 @@ struct Landmarks {
 template <class Frame>
 Landmarks<Frame> extract_landmarks(const MultiChannelImage<Frame>& soft_masks, float min_probability = 0.0f);
 
+// One candidate orientation tried by the search.
+struct OrientationCandidate {
+  std::string name;              // e.g. "rot90", "rot180+zflip"
+  Eigen::Matrix3d rotation;      // applied to scanner mm before scale and translation
+  double rms_error_mm = 0.0;     // weighted RMS landmark error after the best translation (and scale)
+};
+
 struct LandmarkOptions {
   double present_fraction = 0.25;  // a class counts as seen when scan volume >= this x atlas volume
   // Network segmentations: a class's landmark (volume, centre) counts only voxels where its probability reaches
@@ -32,13 +39,9 @@ struct LandmarkOptions {
   double agree_mm = 60.0;          // translation only: classes whose translations disagree by more are left out
   bool search_xy_flips = false;    // also try mirrored x / y (off: a mirrored patient is rare)
   bool fit_scale = true;           // isotropic scale in the landmark fit (only when searching)
-};
-
-// One candidate orientation tried by the search.
-struct OrientationCandidate {
-  std::string name;              // e.g. "rot90", "rot180+zflip"
-  Eigen::Matrix3d rotation;      // applied to scanner mm before scale and translation
-  double rms_error_mm = 0.0;     // weighted RMS landmark error after the best translation (and scale)
+  // Translation only: the rotation assumed (a turned network pass, turns.hpp: the orientation it was shown the scan
+  // as); rms_error_mm is ignored.
+  OrientationCandidate translation_only_orientation{"identity", Eigen::Matrix3d::Identity(), 0.0};
 };
 
 // x_atlas = scale * rotation * (x_scanner - pivot_scanner) + pivot_atlas

@@ -10,6 +10,7 @@
 #include "ctarr/preprocess.hpp"
 #include "ctarr/record.hpp"
 #include "ctarr/refine.hpp"
+#include "ctarr/turns.hpp"
 
 #include <functional>
 #include <memory>
@@ -30,6 +31,9 @@ constexpr double kMinFitDice = 0.1;
 // Below this fit Dice the crop is written with a "low_fit_dice" warning: check it (the fits of complete torsos in
 // the tests reach 0.67-0.76).
 constexpr double kLowFitDice = 0.5;
+// A turned network pass (turns.hpp) replaces the pass over the scan as stored only when its fit Dice is higher by
+// more than this: the header gets the benefit of the doubt.
+constexpr double kTurnedPassMargin = 0.02;
 
 struct PipelineOptions {
   std::string model_path;   // empty: <data>/models/ctarr-unet.safetensors
@@ -40,7 +44,15 @@ struct PipelineOptions {
   LandmarkOptions landmarks;
   RefineOptions refine;
   double min_fit_dice = kMinFitDice;  // fit() refuses (FitFailed) below this; tests lower it to compare weak fits
+  // segment_and_fit: when the fit of the network's pass over the scan as stored has a Dice below this (or fails),
+  // the network runs again on the scan turned by the other orientation candidates (turns.hpp), one after the other
+  // until a pass fits with a Dice of at least this, and the best fit is kept. 0: never (one pass); above 1: every
+  // candidate.
+  double turned_passes_below_dice = kLowFitDice;
 };
+
+// `options` with empty model, atlas and regions paths replaced by those in default_data_dir().
+PipelineOptions with_default_paths(PipelineOptions options);
 
 // 19 soft masks on the canonical isotropic grid of a scan, and where they came from.
 struct Segmentation {
@@ -48,6 +60,10 @@ struct Segmentation {
   Reorientation reorientation;            // input grid -> canonical grid
   std::string source;                     // "network:<model id>" or "labels:<path> (<label set>)"
   bool from_network = false;              // probabilities of the network (else fractions of a label map)
+  // Network: the orientation candidate the scan was shown to the network as ("identity": as stored; turns.hpp).
+  // A fit that sees too few classes for the orientation search assumes this orientation.
+  std::string turn = "identity";
+  Eigen::Matrix3d turn_rotation = Eigen::Matrix3d::Identity();
 };
 
 struct Fit {
@@ -56,6 +72,13 @@ struct Fit {
   Affine<Scanner, Atlas> scanner_to_atlas;
   std::vector<std::string> warnings;
   std::vector<std::string> warning_codes;  // warning_code values (record.hpp) of `warnings`, distinct
+  std::vector<NetworkPass> network_passes; // segment_and_fit: every network pass tried, in order ("identity" first)
+};
+
+// A scan segmented by the network and fitted (Pipeline::segment_and_fit).
+struct NetworkFit {
+  Segmentation segmentation;  // the kept pass's, on the scan's canonical grid
+  Fit fit;
 };
 
 class Pipeline {
@@ -67,8 +90,14 @@ class Pipeline {
   const AtlasModel& atlas() const { return atlas_; }
   std::string model_id();  // loads the network on first use
 
-  // Runs the network (loaded once, on first use).
+  // Runs the network (loaded once, on first use) over the scan as stored.
   Segmentation segment(const Scan& scan);
+  // Runs the network over the scan as stored and fits it; when that fit's Dice is below
+  // options().turned_passes_below_dice, or it fails, runs the network again on the scan turned by the other
+  // orientation candidates (turns.hpp) until a pass reaches that Dice, and keeps the best fit (Fit::network_passes
+  // lists every pass). Throws the as-stored pass's FitFailed when no pass fits. `between_passes` runs before each
+  // turned pass (a stop check).
+  NetworkFit segment_and_fit(const Scan& scan, const std::function<void()>& between_passes = {});
   // Uses a label map instead of the network: ctarr's 19 classes, TotalSegmentator v1/v2 multilabel files, or a
   // folder of TotalSegmentator per-structure masks. Its grid is read from the file(s).
   Segmentation segmentation_from_labels(const std::string& path) const;
@@ -76,6 +105,9 @@ class Pipeline {
   Fit fit(const Segmentation& segmentation) const;
 
  private:
+  PreprocessResult network_input(const Scan& scan);  // loads the network; canonical grid, its spacing and windows
+  Segmentation network_pass(const PreprocessResult& input, const OrientationCandidate& turn);
+
   PipelineOptions options_;
   AtlasModel atlas_;
   std::unique_ptr<Network> network_;

@@ -7,6 +7,7 @@
 #include "ctarr/landmarks.hpp"
 #include "ctarr/preprocess.hpp"
 #include "ctarr/refine.hpp"
+#include "ctarr/turns.hpp"
 
 #include <optional>
 #include <string>
@@ -48,6 +49,7 @@ struct CropRecord {
   std::vector<CropRecordBox> boxes;
   InitialFit initial;
   RefineResult refined;
+  std::vector<NetworkPass> network_passes;  // network fits: every pass tried (turns.hpp); empty for --seg
   std::string segmentation_source;
   std::string model_id;
   std::string atlas_id;

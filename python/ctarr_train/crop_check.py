@@ -7,6 +7,8 @@ in a mislabelled scan):
 Per case and variant: the exit code, the orientation the fit found (it must undo the turn), and where the case has
 labels, the kept fraction of the region's anatomy: labelled voxels inside the written index boxes / all labelled
 voxels of those classes. The labels are turned with the voxels, so they stay the truth. --quick: originals only.
+Also per row: how many network passes the fit tried (`passes`; more than one: the turned passes ran, see
+`ctarr crop --turned-passes-below`) and which one it kept (`kept_pass`).
 """
 
 import argparse
@@ -71,6 +73,7 @@ def main(argv=None):
     ap.add_argument("--data", default=str(cl.REPO.parent / "shared" / "data"))
     ap.add_argument("--json", default=None)
     ap.add_argument("--quick", action="store_true")
+    ap.add_argument("--crop-args", default="", help="more `ctarr crop` options, e.g. '--turned-passes-below 0'")
     args = ap.parse_args(argv)
     rows = []
     with tempfile.TemporaryDirectory() as tmp:
@@ -96,6 +99,7 @@ def main(argv=None):
                 cmd = [args.ctarr, "crop", src, "-o", out] + sum((["--region", r] for r in regions), [])
                 if args.model:
                     cmd += ["--model", args.model]
+                cmd += args.crop_args.split()
                 t0 = time.time()
                 run = subprocess.run(cmd, capture_output=True, text=True)
                 row = {"case": name, "variant": v, "exit": run.returncode, "seconds": round(time.time() - t0, 1)}
@@ -108,6 +112,9 @@ def main(argv=None):
                         rec = json.load(f)
                     row["orientation"] = rec.get("transform", {}).get("orientation")
                     row["fit_dice"] = rec.get("fit", {}).get("dice")
+                    passes = rec.get("fit", {}).get("network_passes", [])
+                    row["passes"] = len(passes)
+                    row["kept_pass"] = next((p["turn"] for p in passes if p.get("kept")), None)
                     if labels is not None:
                         row[f"kept_{r}"] = kept_fraction(rec, VARIANTS[v](labels), REGION_CLASSES[r])
                 if run.returncode != 0:
@@ -118,8 +125,10 @@ def main(argv=None):
     print(f"{ok} of {len(rows)} crops exited 0")
     if args.json:
         with open(args.json, "w") as f:
-            json.dump({"command": "PYTHONPATH=python /usr/bin/python3 -m ctarr_train.crop_check", "rows": rows}, f,
-                      indent=1)
+            command = "PYTHONPATH=python /usr/bin/python3 -m ctarr_train.crop_check"
+            if args.crop_args:
+                command += f" --crop-args '{args.crop_args}'"
+            json.dump({"command": command, "rows": rows}, f, indent=1)
     return 0
 
 

@@ -24,19 +24,6 @@ namespace {
 namespace fs = std::filesystem;
 using nlohmann::json;
 
-// out(i, j, k) = in(n0 - 1 - j, i, k): the voxel array turned 90° in its i-j plane; the header (origin, spacing,
-// direction) is kept, so it now lies about the anatomy's orientation.
-template <class T>
-Image<T> turned(const Image<T>& in) {
-  Grid<Scanner> g = in.grid;
-  g.size = Index3{{in.grid.size[1], in.grid.size[0], in.grid.size[2]}};
-  Image<T> out(g);
-  for (std::int64_t k = 0; k < g.size[2]; ++k)
-    for (std::int64_t j = 0; j < g.size[1]; ++j)
-      for (std::int64_t i = 0; i < g.size[0]; ++i) out.at(Index3{{i, j, k}}) = in.at(Index3{{in.grid.size[0] - 1 - j, i, k}});
-  return out;
-}
-
 Image<std::uint8_t> to_u8(const Image<std::uint16_t>& in) {
   Image<std::uint8_t> out(in.grid);
   for (std::size_t n = 0; n < in.voxels.size(); ++n) out.voxels[n] = static_cast<std::uint8_t>(in.voxels[n]);

@@ -38,6 +38,19 @@ Eigen::Matrix3d oblique_direction(double degrees);
 // Image whose value is the voxel's linear index; origin (-12.5, 30, 7.25), spacing (0.8, 1.1, 2.5).
 Image<float> index_ramp(const Index3& size, const Eigen::Matrix3d& direction);
 
+// out(i, j, k) = in(n0 - 1 - j, i, k): the voxel array turned 90° in its i-j plane; the header (origin, spacing,
+// direction) is kept, so it now lies about the anatomy's orientation.
+template <class T>
+Image<T> turned(const Image<T>& in) {
+  Grid<Scanner> g = in.grid;
+  g.size = Index3{{in.grid.size[1], in.grid.size[0], in.grid.size[2]}};
+  Image<T> out(g);
+  for (std::int64_t k = 0; k < g.size[2]; ++k)
+    for (std::int64_t j = 0; j < g.size[1]; ++j)
+      for (std::int64_t i = 0; i < g.size[0]; ++i) out.at(Index3{{i, j, k}}) = in.at(Index3{{in.grid.size[0] - 1 - j, i, k}});
+  return out;
+}
+
 // Runs a shell command, returns its exit status; stdout+stderr go to `output` when given.
 int run_command(const std::string& command, std::string* output = nullptr);
 

@@ -1,0 +1,43 @@
+// ctarr — turned passes: the network run again on a scan turned by one of the orientation search's candidates, for
+// scans whose header lies about how the patient lies.
+//
+// The orientation search (landmarks.hpp) finds a lying header from the soft masks, which works when the masks are
+// right. A network that has learnt anatomy mostly from upright patients segments a scan turned by 90 degrees (or
+// flipped head to feet) poorly, so its masks cannot tell the search the truth. A turned pass shows the network the
+// scan as it would look if orientation candidate R were the truth: the canonical 3 mm grid's index axes are permuted
+// and flipped (no interpolation: every voxel keeps its world position, preprocess.hpp's Reorientation), the network
+// runs on that array, and its probabilities are put back on the canonical grid. The fit of each pass is scored by its
+// Dice with the atlas; the best one is kept (Pipeline::segment_and_fit).
+#pragma once
+
+#include "ctarr/image.hpp"
+#include "ctarr/preprocess.hpp"
+
+#include <string>
+#include <vector>
+
+namespace ctarr {
+
+// The index-axis permutation and flips that show a scan, whose fit needs `rotation` (x_atlas ~ rotation * x_scanner,
+// a signed permutation: an OrientationCandidate's), to the network as an upright one: canonical axis a of the turned
+// grid runs along scanner direction rotation^T e_a (the atlas axis a, as it lies in this scan). Throws Internal when
+// `rotation` is not a signed permutation matrix.
+Reorientation turn_for_orientation(const Eigen::Matrix3d& rotation);
+
+// `image` with its index axes permuted and flipped by `turn`; out.grid == reorient_grid(image.grid, turn), so every
+// voxel keeps its world position.
+MultiChannelImage<Scanner> turn_channels(const MultiChannelImage<Scanner>& image, const Reorientation& turn);
+
+// The inverse: channels on `turned_grid` (== reorient_grid(original, turn)) put back on `original`.
+MultiChannelImage<Scanner> unturn_channels(const MultiChannelImage<Scanner>& turned, const Grid<Scanner>& original,
+                                           const Reorientation& turn);
+
+// One network pass a fit tried, in the record ("fit.network_passes").
+struct NetworkPass {
+  std::string turn;     // orientation candidate the scan was shown to the network as ("identity": as stored)
+  double dice = 0.0;    // fit Dice of this pass's segmentation (0 when its fit failed)
+  std::string error;    // its fit's failure ("" when it fitted)
+  bool kept = false;    // the pass the crop uses
+};
+
+}  // namespace ctarr
