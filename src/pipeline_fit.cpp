@@ -163,10 +163,21 @@ Segmentation Pipeline::segment(const Scan& scan) {
   return network_pass(network_input(scan), orientation_candidates(false).front());
 }
 
+namespace {
+
+// How much anatomy a pass's fit explains: its Dice times the number of classes it used. The Dice alone cannot
+// compare passes: shown a scan turned the wrong way, the network finds one organ or two in it and a translation-only
+// fit of one organ reaches a higher Dice (measured on s0009 as stored: a turned pass's 1-class fit 0.63, against
+// 0.46 for the 5 classes of the right pass) while it crops the wrong place.
+double pass_score(const NetworkPass& pass) { return pass.dice * static_cast<double>(pass.classes); }
+
+}  // namespace
+
 NetworkFit Pipeline::segment_and_fit(const Scan& scan, const std::function<void()>& between_passes) {
   const PreprocessResult input = network_input(scan);
   const std::vector<OrientationCandidate> turns = orientation_candidates(options_.landmarks.search_xy_flips);
   std::optional<NetworkFit> best;
+  double best_score = 0.0;
   std::optional<Error> stored_error;  // the as-stored pass's failure, thrown when no pass fits
   std::vector<NetworkPass> passes;
   for (const OrientationCandidate& turn : turns) {
@@ -187,6 +198,8 @@ NetworkFit Pipeline::segment_and_fit(const Scan& scan, const std::function<void(
     try {
       candidate.fit = fit(candidate.segmentation);
       pass.dice = candidate.fit.refined.dice;
+      pass.classes = static_cast<int>(candidate.fit.initial.classes_seen.size());
+      pass.score = pass_score(pass);
     } catch (const Error& e) {
       if (e.code() != ErrorCode::FitFailed) throw;
       pass.error = e.what();
@@ -194,9 +207,13 @@ NetworkFit Pipeline::segment_and_fit(const Scan& scan, const std::function<void(
     }
     passes.push_back(pass);
     if (!pass.error.empty()) continue;
-    // A turned pass replaces the best one only when clearly better: the header gets the benefit of the doubt.
-    const double needed = !best ? 0.0 : best->segmentation.turn == "identity" ? kTurnedPassMargin : 0.0;
-    if (!best || pass.dice > best->fit.refined.dice + needed) best = std::move(candidate);
+    // A turned pass replaces the best one only when clearly better: the header gets the benefit of the doubt
+    // (kTurnedPassMargin of Dice per class used).
+    const double needed = !best ? 0.0 : best->segmentation.turn == "identity" ? kTurnedPassMargin * pass.classes : 0.0;
+    if (!best || pass.score > best_score + needed) {
+      best = std::move(candidate);
+      best_score = pass.score;
+    }
   }
   if (!best) throw *stored_error;
   for (NetworkPass& p : passes) p.kept = p.turn == best->segmentation.turn;

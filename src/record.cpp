@@ -367,7 +367,7 @@ std::string crop_record_json(const CropRecord& r) {
   if (!r.network_passes.empty()) {
     json passes = json::array();
     for (const NetworkPass& p : r.network_passes) {
-      json e = {{"turn", p.turn}, {"dice", p.dice}, {"kept", p.kept}};
+      json e = {{"turn", p.turn}, {"dice", p.dice}, {"classes", p.classes}, {"score", p.score}, {"kept", p.kept}};
       if (!p.error.empty()) e["error"] = p.error;
       passes.push_back(e);
     }

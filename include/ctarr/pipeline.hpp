@@ -31,8 +31,8 @@ constexpr double kMinFitDice = 0.1;
 // Below this fit Dice the crop is written with a "low_fit_dice" warning: check it (the fits of complete torsos in
 // the tests reach 0.67-0.76).
 constexpr double kLowFitDice = 0.5;
-// A turned network pass (turns.hpp) replaces the pass over the scan as stored only when its fit Dice is higher by
-// more than this: the header gets the benefit of the doubt.
+// A turned network pass (turns.hpp) replaces the pass over the scan as stored only when its score (fit Dice x
+// classes used) is higher by more than this per class: the header gets the benefit of the doubt.
 constexpr double kTurnedPassMargin = 0.02;
 
 struct PipelineOptions {
@@ -46,8 +46,8 @@ struct PipelineOptions {
   double min_fit_dice = kMinFitDice;  // fit() refuses (FitFailed) below this; tests lower it to compare weak fits
   // segment_and_fit: when the fit of the network's pass over the scan as stored has a Dice below this (or fails),
   // the network runs again on the scan turned by the other orientation candidates (turns.hpp), one after the other
-  // until a pass fits with a Dice of at least this, and the best fit is kept. 0: never (one pass); above 1: every
-  // candidate.
+  // until a pass fits with a Dice of at least this, and the pass whose fit explains the most anatomy (Dice x
+  // classes used) is kept. 0: never (one pass); above 1: every candidate.
   double turned_passes_below_dice = kLowFitDice;
 };
 
@@ -94,8 +94,8 @@ class Pipeline {
   Segmentation segment(const Scan& scan);
   // Runs the network over the scan as stored and fits it; when that fit's Dice is below
   // options().turned_passes_below_dice, or it fails, runs the network again on the scan turned by the other
-  // orientation candidates (turns.hpp) until a pass reaches that Dice, and keeps the best fit (Fit::network_passes
-  // lists every pass). Throws the as-stored pass's FitFailed when no pass fits. `between_passes` runs before each
+  // orientation candidates (turns.hpp) until a pass reaches that Dice, and keeps the pass with the highest Dice x
+  // classes used (Fit::network_passes lists every pass). Throws the as-stored pass's FitFailed when no pass fits. `between_passes` runs before each
   // turned pass (a stop check).
   NetworkFit segment_and_fit(const Scan& scan, const std::function<void()>& between_passes = {});
   // Uses a label map instead of the network: ctarr's 19 classes, TotalSegmentator v1/v2 multilabel files, or a
