@@ -160,7 +160,7 @@ Segmentation Pipeline::network_pass(const PreprocessResult& input, const Orienta
 }
 
 Segmentation Pipeline::segment(const Scan& scan) {
-  return network_pass(network_input(scan), orientation_candidates(false).front());
+  return network_pass(network_input(scan), OrientationCandidate{"identity", Eigen::Matrix3d::Identity(), 0.0});
 }
 
 namespace {
