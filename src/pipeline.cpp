@@ -200,6 +200,9 @@ class CaseFiles {
     written_.clear();
   }
   void keep() { written_.clear(); }
+  // The picture of a refused fit: written when the case fails, and kept (remove_all leaves it).
+  void keep_on_failure(const std::string& path) { failure_picture_ = path; }
+  const std::string& failure_picture() const { return failure_picture_; }
   // A file the case rewrites on every run (the preview): removed with the case when it fails, never refused when it
   // exists (a rerun that resumes a case writes it again).
   void adopt(const std::string& path) {
@@ -209,6 +212,7 @@ class CaseFiles {
  private:
   bool overwrite_;
   std::vector<std::string> written_;
+  std::string failure_picture_;
 };
 
 void check_stop() {
@@ -236,16 +240,28 @@ std::vector<CropSummary> crop_case(Pipeline& pipeline, const DatasetCase& c, con
     reads.start_next();
     check_stop();
     step("fitting");
-    fitted.fit = pipeline.fit(fitted.segmentation);
+    fitted.fit = pipeline.fit_or_refusal(fitted.segmentation);
   } else {
     step("segmenting and fitting");
-    fitted = pipeline.segment_and_fit(scan, check_stop);
+    fitted = pipeline.segment_and_fit(scan, check_stop, /*keep_refused=*/true);
     reads.start_next();
   }
   const Segmentation& seg = fitted.segmentation;
   const Fit& fit = fitted.fit;
   for (const std::string& w : fit.warnings) log_warn(input + ": " + w);
+  if (!fit.refusal.empty()) {
+    if (!request.preview) throw Error(ErrorCode::FitFailed, fit.refusal);
+    // the case where the picture matters most: written, kept, and named in the summary
+    const CropPicture picture = render_crop_preview(scan, seg, fit, regions, request, pipeline.atlas());
+    std::error_code ec;
+    fs::create_directories(fs::path(picture.path).parent_path(), ec);
+    write_png(picture.preview.image, picture.path);
+    files.keep_on_failure(picture.path);
+    throw Error(ErrorCode::FitFailed, fit.refusal + "; the picture of the refused fit: " + picture.path);
+  }
   check_stop();
+  std::optional<CropPicture> picture;
+  if (request.preview) picture = render_crop_preview(scan, seg, fit, regions, request, pipeline.atlas());
   const std::string model = c.seg ? std::string("none (--seg)") : pipeline.model_id();
   const Affine<Atlas, Scanner> atlas_to_scanner = fit.scanner_to_atlas.inverse();
 
@@ -292,6 +308,16 @@ std::vector<CropSummary> crop_case(Pipeline& pipeline, const DatasetCase& c, con
     record.initial = fit.initial;
     record.refined = fit.refined;
     record.network_passes = fit.network_passes;
+    if (picture) {
+      PreviewRecord pr;
+      pr.file = relative_to(picture->path, record_dir);
+      pr.pixel_mm = picture->preview.display_grid.spacing.x();
+      pr.views_top = picture->preview.views_top;
+      pr.coronal_left = picture->preview.coronal_left;
+      pr.sagittal_left = picture->preview.sagittal_left;
+      for (const AxialPanel& a : picture->preview.axial) pr.axial.push_back({a.label, a.left, a.top, a.k});
+      record.preview = pr;
+    }
     record.segmentation_source = seg.source;
     record.model_id = model;
     record.atlas_id = pipeline.atlas().id;
@@ -366,16 +392,18 @@ std::vector<CropSummary> crop_case(Pipeline& pipeline, const DatasetCase& c, con
     rows.push_back(row);
   }
   // per-scan extras last, inside the case's files: a case that fails on the way leaves no picture behind
-  if (request.preview) {
-    const std::string preview = (fs::path(request.out_dir) / preview_file_name(scan.info.path)).string();
-    files.adopt(preview);
-    log_info("wrote " + write_crop_preview(scan, fit, regions, request, pipeline.atlas()));
+  if (picture) {
+    files.adopt(picture->path);
+    write_png(picture->preview.image, picture->path);
+    log_info("wrote " + picture->path);
   }
   return rows;
 }
 
-CropSummary failed_row(const DatasetCase& c, const Region& r, const std::string& message, int code) {
+CropSummary failed_row(const DatasetCase& c, const Region& r, const std::string& message, int code,
+                       const std::string& preview = "") {
   CropSummary s;
+  s.preview = preview;
   s.case_id = c.id;
   s.region = r.name;
   s.input = c.images.empty() ? std::string() : c.images.front();
@@ -598,7 +626,8 @@ CropRun run_crop(const CropRequest& request) {
       ++failed_cases;
       ++progress.failed;
       single_case_code = static_cast<int>(e.code());
-      for (std::size_t r : pending) case_rows.push_back(failed_row(c, regions[r], e.what(), static_cast<int>(e.code())));
+      for (std::size_t r : pending)
+        case_rows.push_back(failed_row(c, regions[r], e.what(), static_cast<int>(e.code()), files.failure_picture()));
       if (e.code() == ErrorCode::ModelFailure) {  // every further case would fail the same way
         run.rows.insert(run.rows.end(), case_rows.begin(), case_rows.end());
         save_summary();

@@ -173,12 +173,13 @@ double pass_score(const NetworkPass& pass) { return pass.dice * static_cast<doub
 
 }  // namespace
 
-NetworkFit Pipeline::segment_and_fit(const Scan& scan, const std::function<void()>& between_passes) {
+NetworkFit Pipeline::segment_and_fit(const Scan& scan, const std::function<void()>& between_passes,
+                                     bool keep_refused) {
   const PreprocessResult input = network_input(scan);
   const std::vector<OrientationCandidate> turns = orientation_candidates(options_.landmarks.search_xy_flips);
   std::optional<NetworkFit> best;
   double best_score = 0.0;
-  std::optional<Error> stored_error;  // the as-stored pass's failure, thrown when no pass fits
+  std::optional<NetworkFit> stored_refused;  // the as-stored pass when its fit is refused: thrown (or returned)
   std::vector<NetworkPass> passes;
   for (const OrientationCandidate& turn : turns) {
     const bool as_stored = turn.name == "identity";  // orientation_candidates lists it first
@@ -193,20 +194,20 @@ NetworkFit Pipeline::segment_and_fit(const Scan& scan, const std::function<void(
     }
     NetworkFit candidate;
     candidate.segmentation = network_pass(input, turn);
+    candidate.fit = fit_or_refusal(candidate.segmentation);
     NetworkPass pass;
     pass.turn = turn.name;
-    try {
-      candidate.fit = fit(candidate.segmentation);
+    pass.error = candidate.fit.refusal;
+    if (pass.error.empty()) {
       pass.dice = candidate.fit.refined.dice;
       pass.classes = static_cast<int>(candidate.fit.initial.classes_seen.size());
       pass.score = pass_score(pass);
-    } catch (const Error& e) {
-      if (e.code() != ErrorCode::FitFailed) throw;
-      pass.error = e.what();
-      if (as_stored) stored_error = e;
     }
     passes.push_back(pass);
-    if (!pass.error.empty()) continue;
+    if (!pass.error.empty()) {
+      if (as_stored) stored_refused = std::move(candidate);
+      continue;
+    }
     // A turned pass replaces the best one only when clearly better: the header gets the benefit of the doubt
     // (kTurnedPassMargin of Dice per class used).
     const double needed = !best ? 0.0 : best->segmentation.turn == "identity" ? kTurnedPassMargin * pass.classes : 0.0;
@@ -215,10 +216,13 @@ NetworkFit Pipeline::segment_and_fit(const Scan& scan, const std::function<void(
       best_score = pass.score;
     }
   }
-  if (!best) throw *stored_error;
-  for (NetworkPass& p : passes) p.kept = p.turn == best->segmentation.turn;
+  if (!best) {
+    if (!keep_refused) throw Error(ErrorCode::FitFailed, stored_refused->fit.refusal);
+    best = std::move(stored_refused);
+  }
+  for (NetworkPass& p : passes) p.kept = p.turn == best->segmentation.turn && best->fit.refusal.empty();
   best->fit.network_passes = passes;
-  if (passes.size() > 1)
+  if (passes.size() > 1 && best->fit.refusal.empty())
     log_info("turned passes: kept " + best->segmentation.turn + " (fit Dice " + std::to_string(best->fit.refined.dice) +
              ") of " + std::to_string(passes.size()) + " passes");
   return std::move(*best);
@@ -242,6 +246,12 @@ Segmentation Pipeline::segmentation_from_labels(const std::string& path) const {
 }
 
 Fit Pipeline::fit(const Segmentation& segmentation) const {
+  Fit f = fit_or_refusal(segmentation);
+  if (!f.refusal.empty()) throw Error(ErrorCode::FitFailed, f.refusal);
+  return f;
+}
+
+Fit Pipeline::fit_or_refusal(const Segmentation& segmentation) const {
   Fit f;
   // 1. landmarks and the orientation search; a turned pass that sees too few classes for the search keeps the
   // orientation it was shown the scan as
@@ -251,12 +261,14 @@ Fit Pipeline::fit(const Segmentation& segmentation) const {
   landmarks.translation_only_orientation = {segmentation.turn, segmentation.turn_rotation, 0.0};
   try {
     f.initial = initial_fit(scan_lm, atlas_.landmarks, landmarks);
+    // 2. Dice refinement of scale and translation
+    f.refined = refine_transform(segmentation.soft_masks, atlas_.masks, f.initial, options_.refine);
   } catch (const Error& e) {  // name where the (missing) anatomy came from
     if (e.code() != ErrorCode::FitFailed) throw;
-    throw Error(ErrorCode::FitFailed, std::string(e.what()) + " (segmentation: " + segmentation.source + ")");
+    f.refusal = std::string(e.what()) + " (segmentation: " + segmentation.source + ")";
+    f.has_transform = false;
+    return f;
   }
-  // 2. Dice refinement of scale and translation
-  f.refined = refine_transform(segmentation.soft_masks, atlas_.masks, f.initial, options_.refine);
   f.scanner_to_atlas = f.refined.scanner_to_atlas();
   // 3. warnings a user can act on
   if (const std::string w = orientation_warning(f.initial); !w.empty()) {
@@ -278,11 +290,12 @@ Fit Pipeline::fit(const Segmentation& segmentation) const {
     f.warning_codes.push_back(warning_code::kFewAnatomies);
   }
   // A fit this poor means the segmentation found no usable anatomy (or not a CT): refuse rather than crop blindly.
-  if (f.refined.dice < options_.min_fit_dice)
-    throw Error(ErrorCode::FitFailed, "the atlas fit failed (Dice " + std::to_string(f.refined.dice) + " < " +
-                                          std::to_string(options_.min_fit_dice) + " over " +
-                                          std::to_string(f.initial.classes_seen.size()) +
-                                          " classes): no usable anatomy found (" + segmentation.source + ")");
+  if (f.refined.dice < options_.min_fit_dice) {
+    f.refusal = "the atlas fit failed (Dice " + std::to_string(f.refined.dice) + " < " +
+                std::to_string(options_.min_fit_dice) + " over " + std::to_string(f.initial.classes_seen.size()) +
+                " classes): no usable anatomy found (" + segmentation.source + ")";
+    return f;
+  }
   if (f.refined.dice < kLowFitDice) {
     f.warnings.push_back("low fit Dice " + std::to_string(f.refined.dice) + " (< " + std::to_string(kLowFitDice) +
                          "): check the crop; a better segmentation (--seg) helps");

@@ -1,13 +1,12 @@
-// ctarr — preview pictures: projections on the canonical grid, overlays, a 5x7 bitmap font and a PNG encoder.
+// ctarr — preview pictures: projections and axial slices on the scan's canonical grid, with the segmentation filled,
+// the fitted atlas outlined, the crop boxes named, and the fit's numbers and warnings in a band on top.
 #include "ctarr/preview.hpp"
 
 #include "ctarr/classes.hpp"
 #include "ctarr/error.hpp"
 #include "ctarr/io.hpp"
 #include "ctarr/preprocess.hpp"
-#include "parallel.hpp"
-
-#include <zlib.h>
+#include "detail/preview_views.hpp"
 
 #include <algorithm>
 #include <cmath>
@@ -15,218 +14,43 @@
 #include <filesystem>
 #include <limits>
 #include <map>
+#include <set>
 
 namespace ctarr {
 
 namespace fs = std::filesystem;
 
-// ---- RgbImage and PNG -----------------------------------------------------------------------------------------
-
-RgbImage::RgbImage(int w, int h, Rgb fill) : width(w), height(h) {
-  rgb.resize(static_cast<std::size_t>(std::max(w, 0)) * static_cast<std::size_t>(std::max(h, 0)) * 3);
-  for (std::size_t n = 0; n < rgb.size(); n += 3)
-    std::copy(fill.begin(), fill.end(), rgb.begin() + static_cast<std::ptrdiff_t>(n));
-}
-
-Rgb RgbImage::pixel(int column, int row) const {
-  const std::size_t n =
-      3 * (static_cast<std::size_t>(row) * static_cast<std::size_t>(width) + static_cast<std::size_t>(column));
-  return Rgb{rgb[n], rgb[n + 1], rgb[n + 2]};
-}
-
-void RgbImage::set(int column, int row, Rgb colour) {
-  if (column < 0 || row < 0 || column >= width || row >= height) return;
-  const std::size_t n =
-      3 * (static_cast<std::size_t>(row) * static_cast<std::size_t>(width) + static_cast<std::size_t>(column));
-  rgb[n] = colour[0];
-  rgb[n + 1] = colour[1];
-  rgb[n + 2] = colour[2];
-}
-
 namespace {
 
-void put_u32(std::string& out, std::uint32_t v) {
-  for (int s = 24; s >= 0; s -= 8) out.push_back(static_cast<char>((v >> s) & 0xffu));
-}
+using namespace detail;
 
-// length, type, data, CRC-32 of type + data (PNG specification, section 5.3)
-void put_chunk(std::string& out, const char* type, const std::string& data) {
-  put_u32(out, static_cast<std::uint32_t>(data.size()));
-  const std::string body = std::string(type, 4) + data;
-  out += body;
-  put_u32(out, static_cast<std::uint32_t>(
-                   crc32(0L, reinterpret_cast<const Bytef*>(body.data()), static_cast<uInt>(body.size()))));
-}
+// ---- colours --------------------------------------------------------------------------------------------------
 
-}  // namespace
-
-std::string encode_png(const RgbImage& image) {
-  if (image.width <= 0 || image.height <= 0 ||
-      image.rgb.size() != 3 * static_cast<std::size_t>(image.width) * static_cast<std::size_t>(image.height))
-    throw Error(ErrorCode::Internal, "encode_png: empty or inconsistent picture (" + std::to_string(image.width) +
-                                         " x " + std::to_string(image.height) + ")");
-  // Scanlines, each led by its filter type: 1 (Sub, the difference to the pixel on the left) compresses the flat
-  // backgrounds and smooth projections well.
-  const std::size_t stride = 3 * static_cast<std::size_t>(image.width);
-  std::string raw;
-  raw.reserve((stride + 1) * static_cast<std::size_t>(image.height));
-  for (int r = 0; r < image.height; ++r) {
-    const std::uint8_t* line = image.rgb.data() + stride * static_cast<std::size_t>(r);
-    raw.push_back(1);
-    for (std::size_t b = 0; b < stride; ++b)
-      raw.push_back(static_cast<char>(static_cast<std::uint8_t>(line[b] - (b >= 3 ? line[b - 3] : 0))));
-  }
-  uLongf packed_size = compressBound(static_cast<uLong>(raw.size()));
-  std::string packed(packed_size, '\0');
-  if (compress2(reinterpret_cast<Bytef*>(packed.data()), &packed_size, reinterpret_cast<const Bytef*>(raw.data()),
-                static_cast<uLong>(raw.size()), 6) != Z_OK)
-    throw Error(ErrorCode::Internal, "encode_png: zlib compression failed");
-  packed.resize(packed_size);
-
-  std::string png("\x89PNG\r\n\x1a\n", 8);
-  std::string ihdr;
-  put_u32(ihdr, static_cast<std::uint32_t>(image.width));
-  put_u32(ihdr, static_cast<std::uint32_t>(image.height));
-  ihdr += std::string("\x08\x02\x00\x00\x00", 5);  // 8 bits, truecolour, deflate, adaptive filtering, no interlace
-  put_chunk(png, "IHDR", ihdr);
-  put_chunk(png, "IDAT", packed);
-  put_chunk(png, "IEND", "");
-  return png;
-}
-
-void write_png(const RgbImage& image, const std::string& path) { write_text_file(path, encode_png(image)); }
-
-// ---- font -----------------------------------------------------------------------------------------------------
-
-namespace {
-
-struct Glyph {
-  char c;
-  const char* rows[7];
+// One colour per class (share/classes.json order): the spine in oranges, ribs lilac, pelvis teal, organs in hues
+// distinct from their neighbours'; a left/right pair shares a hue in two shades.
+constexpr Rgb kClassColours[kNumClasses] = {
+    {255, 228, 130},  // skull
+    {255, 200, 80},   // vertebrae_cervical
+    {255, 160, 40},   // vertebrae_thoracic
+    {255, 120, 0},    // vertebrae_lumbar
+    {205, 190, 255},  // ribs_left
+    {160, 140, 240},  // ribs_right
+    {255, 150, 150},  // sternum
+    {200, 130, 90},   // sacrum
+    {120, 230, 230},  // hip_left
+    {40, 170, 190},   // hip_right
+    {255, 120, 220},  // brain
+    {120, 200, 255},  // lung_left
+    {40, 120, 240},   // lung_right
+    {235, 40, 50},    // heart
+    {170, 30, 120},   // liver
+    {150, 90, 240},   // spleen
+    {60, 230, 110},   // kidney_left
+    {20, 160, 70},    // kidney_right
+    {255, 255, 0},    // urinary_bladder
 };
 
-// 5x7 glyphs, '#' = ink.
-constexpr Glyph kGlyphs[] = {
-    {' ', {".....", ".....", ".....", ".....", ".....", ".....", "....."}},
-    {'0', {".###.", "#...#", "#..##", "#.#.#", "##..#", "#...#", ".###."}},
-    {'1', {"..#..", ".##..", "..#..", "..#..", "..#..", "..#..", ".###."}},
-    {'2', {".###.", "#...#", "....#", "...#.", "..#..", ".#...", "#####"}},
-    {'3', {"#####", "...#.", "..#..", "...#.", "....#", "#...#", ".###."}},
-    {'4', {"...#.", "..##.", ".#.#.", "#..#.", "#####", "...#.", "...#."}},
-    {'5', {"#####", "#....", "####.", "....#", "....#", "#...#", ".###."}},
-    {'6', {"..##.", ".#...", "#....", "####.", "#...#", "#...#", ".###."}},
-    {'7', {"#####", "....#", "...#.", "..#..", ".#...", ".#...", ".#..."}},
-    {'8', {".###.", "#...#", "#...#", ".###.", "#...#", "#...#", ".###."}},
-    {'9', {".###.", "#...#", "#...#", ".####", "....#", "...#.", ".##.."}},
-    {'A', {".###.", "#...#", "#...#", "#####", "#...#", "#...#", "#...#"}},
-    {'B', {"####.", "#...#", "#...#", "####.", "#...#", "#...#", "####."}},
-    {'C', {".###.", "#...#", "#....", "#....", "#....", "#...#", ".###."}},
-    {'D', {"###..", "#..#.", "#...#", "#...#", "#...#", "#..#.", "###.."}},
-    {'E', {"#####", "#....", "#....", "####.", "#....", "#....", "#####"}},
-    {'F', {"#####", "#....", "#....", "####.", "#....", "#....", "#...."}},
-    {'G', {".###.", "#...#", "#....", "#.###", "#...#", "#...#", ".####"}},
-    {'H', {"#...#", "#...#", "#...#", "#####", "#...#", "#...#", "#...#"}},
-    {'I', {".###.", "..#..", "..#..", "..#..", "..#..", "..#..", ".###."}},
-    {'J', {"..###", "...#.", "...#.", "...#.", "...#.", "#..#.", ".##.."}},
-    {'K', {"#...#", "#..#.", "#.#..", "##...", "#.#..", "#..#.", "#...#"}},
-    {'L', {"#....", "#....", "#....", "#....", "#....", "#....", "#####"}},
-    {'M', {"#...#", "##.##", "#.#.#", "#.#.#", "#...#", "#...#", "#...#"}},
-    {'N', {"#...#", "#...#", "##..#", "#.#.#", "#..##", "#...#", "#...#"}},
-    {'O', {".###.", "#...#", "#...#", "#...#", "#...#", "#...#", ".###."}},
-    {'P', {"####.", "#...#", "#...#", "####.", "#....", "#....", "#...."}},
-    {'Q', {".###.", "#...#", "#...#", "#...#", "#.#.#", "#..#.", ".##.#"}},
-    {'R', {"####.", "#...#", "#...#", "####.", "#.#..", "#..#.", "#...#"}},
-    {'S', {".####", "#....", "#....", ".###.", "....#", "....#", "####."}},
-    {'T', {"#####", "..#..", "..#..", "..#..", "..#..", "..#..", "..#.."}},
-    {'U', {"#...#", "#...#", "#...#", "#...#", "#...#", "#...#", ".###."}},
-    {'V', {"#...#", "#...#", "#...#", "#...#", "#...#", ".#.#.", "..#.."}},
-    {'W', {"#...#", "#...#", "#...#", "#.#.#", "#.#.#", "#.#.#", ".#.#."}},
-    {'X', {"#...#", "#...#", ".#.#.", "..#..", ".#.#.", "#...#", "#...#"}},
-    {'Y', {"#...#", "#...#", ".#.#.", "..#..", "..#..", "..#..", "..#.."}},
-    {'Z', {"#####", "....#", "...#.", "..#..", ".#...", "#....", "#####"}},
-    {'.', {".....", ".....", ".....", ".....", ".....", ".##..", ".##.."}},
-    {',', {".....", ".....", ".....", ".....", ".##..", "..#..", ".#..."}},
-    {':', {".....", ".##..", ".##..", ".....", ".##..", ".##..", "....."}},
-    {'-', {".....", ".....", ".....", "#####", ".....", ".....", "....."}},
-    {'+', {".....", "..#..", "..#..", "#####", "..#..", "..#..", "....."}},
-    {'=', {".....", ".....", "#####", ".....", "#####", ".....", "....."}},
-    {'%', {"##...", "##..#", "...#.", "..#..", ".#...", "#..##", "...##"}},
-    {'/', {".....", "....#", "...#.", "..#..", ".#...", "#....", "....."}},
-    {'(', {"...#.", "..#..", ".#...", ".#...", ".#...", "..#..", "...#."}},
-    {')', {".#...", "..#..", "...#.", "...#.", "...#.", "..#..", ".#..."}},
-    {'[', {".###.", ".#...", ".#...", ".#...", ".#...", ".#...", ".###."}},
-    {']', {".###.", "...#.", "...#.", "...#.", "...#.", "...#.", ".###."}},
-    {'_', {".....", ".....", ".....", ".....", ".....", ".....", "#####"}},
-    {'<', {"...#.", "..#..", ".#...", "#....", ".#...", "..#..", "...#."}},
-    {'>', {".#...", "..#..", "...#.", "....#", "...#.", "..#..", ".#..."}},
-    {'*', {".....", "..#..", "#.#.#", ".###.", "#.#.#", "..#..", "....."}},
-    {'#', {".#.#.", ".#.#.", "#####", ".#.#.", "#####", ".#.#.", ".#.#."}},
-    {'\'', {"..#..", "..#..", ".#...", ".....", ".....", ".....", "....."}},
-    {'?', {".###.", "#...#", "....#", "...#.", "..#..", ".....", "..#.."}},
-};
-
-const Glyph& glyph(char c) {
-  if (c >= 'a' && c <= 'z') c = static_cast<char>(c - 'a' + 'A');
-  for (const Glyph& g : kGlyphs)
-    if (g.c == c) return g;
-  for (const Glyph& g : kGlyphs)
-    if (g.c == '?') return g;
-  return kGlyphs[0];
-}
-
-constexpr int kCharWidth = 6;   // 5 + 1 gap
-constexpr int kCharHeight = 9;  // 7 + 2 gap
-
-}  // namespace
-
-int draw_text(RgbImage& image, int column, int row, const std::string& text, Rgb colour, int scale) {
-  scale = std::max(scale, 1);
-  for (char c : text) {
-    const Glyph& g = glyph(c);
-    for (int y = 0; y < 7; ++y)
-      for (int x = 0; x < 5; ++x)
-        if (g.rows[y][x] == '#')
-          for (int sy = 0; sy < scale; ++sy)
-            for (int sx = 0; sx < scale; ++sx) image.set(column + x * scale + sx, row + y * scale + sy, colour);
-    column += kCharWidth * scale;
-  }
-  return column;
-}
-
-// ---- projections ----------------------------------------------------------------------------------------------
-
-namespace {
-
-// Colours of the atlas classes (hue wheel, softened) and of the boxes (saturated, distinct from each other).
-Rgb hsv(double h, double s, double v) {
-  h = std::fmod(h, 360.0) / 60.0;
-  const int i = static_cast<int>(h);
-  const double f = h - i, p = v * (1 - s), q = v * (1 - s * f), t = v * (1 - s * (1 - f));
-  double r = v, g = t, b = p;
-  switch (i) {
-    case 1:
-      r = q, g = v, b = p;
-      break;
-    case 2:
-      r = p, g = v, b = t;
-      break;
-    case 3:
-      r = p, g = q, b = v;
-      break;
-    case 4:
-      r = t, g = p, b = v;
-      break;
-    case 5:
-      r = v, g = p, b = q;
-      break;
-    default:
-      break;
-  }
-  auto u8 = [](double x) { return static_cast<std::uint8_t>(std::lround(std::clamp(x, 0.0, 1.0) * 255.0)); };
-  return Rgb{u8(r), u8(g), u8(b)};
-}
-
-Rgb class_colour(int c) { return hsv(360.0 * c / kNumClasses + 15.0, 0.55, 0.9); }
+Rgb class_colour(int c) { return kClassColours[static_cast<std::size_t>(((c % kNumClasses) + kNumClasses) % kNumClasses)]; }
 
 Rgb box_colour(std::size_t n) {
   static const Rgb kColours[] = {{255, 235, 0}, {0, 235, 255},   {255, 70, 255}, {140, 255, 40},
@@ -234,135 +58,117 @@ Rgb box_colour(std::size_t n) {
   return kColours[n % (sizeof(kColours) / sizeof(kColours[0]))];
 }
 
-// Projections of a volume along the canonical j (coronal) and i (sagittal) axes, at the volume's own resolution.
-struct NativeProjections {
-  Reorientation reorientation;
-  Grid<Scanner> canonical;      // the volume's grid, canonical axis order
-  std::vector<float> coronal;   // [k][i]
-  std::vector<float> sagittal;  // [k][j]
-};
+const Rgb kTextColour{235, 235, 235};
+const Rgb kWarningColour{255, 170, 60};
+const Rgb kRefusedColour{255, 60, 60};
+constexpr double kFillAlpha = 0.4;  // segmentation fill over the grey picture
 
-template <class Frame>
-Grid<Scanner> as_scanner_grid(const Grid<Frame>& g) {
-  Grid<Scanner> s;
-  s.size = g.size;
-  s.origin = g.origin;
-  s.spacing = g.spacing;
-  s.direction = g.direction;
-  return s;
-}
-
-// `value` maps a voxel to the projected quantity; `max` selects a maximum instead of a mean.
-template <class T, class Frame, class Value>
-NativeProjections project_native(const Image<T, Frame>& volume, bool max, const Value& value) {
-  NativeProjections p;
-  const Grid<Scanner> grid = as_scanner_grid(volume.grid);
-  p.reorientation = canonical_reorientation(grid.direction);
-  p.canonical = reorient_grid(grid, p.reorientation);
-  const Index3 n = p.canonical.size;
-  const auto ni = static_cast<std::size_t>(n[0]), nj = static_cast<std::size_t>(n[1]);
-  const float init = max ? -std::numeric_limits<float>::infinity() : 0.0f;
-  p.coronal.assign(ni * static_cast<std::size_t>(n[2]), init);
-  p.sagittal.assign(nj * static_cast<std::size_t>(n[2]), init);
-  parallel_for(n[2], [&](std::int64_t k) {
-    float* cor = p.coronal.data() + ni * static_cast<std::size_t>(k);
-    float* sag = p.sagittal.data() + nj * static_cast<std::size_t>(k);
-    for (std::int64_t j = 0; j < n[1]; ++j)
-      for (std::int64_t i = 0; i < n[0]; ++i) {
-        const float v =
-            value(volume.voxels[grid.linear(reoriented_to_original(Index3{{i, j, k}}, grid, p.reorientation))]);
-        float& c = cor[i];
-        float& s = sag[j];
-        if (max) {
-          c = std::max(c, v);
-          s = std::max(s, v);
-        } else {
-          c += v;
-          s += v;
-        }
-      }
-    if (!max) {
-      for (std::size_t i = 0; i < ni; ++i) cor[i] /= static_cast<float>(n[1]);
-      for (std::size_t j = 0; j < nj; ++j) sag[j] /= static_cast<float>(n[0]);
-    }
-  });
-  return p;
-}
-
-// Resamples a [rows][columns] picture with pixel size (sx, sz) mm onto square pixels of side s sharing its first
-// corner: box filter (area average of bilinear samples) when shrinking, bilinear when enlarging. Output rows
-// follow the input's (k upwards).
-std::vector<float> resample_view(const std::vector<float>& in, std::int64_t w, std::int64_t h, double sx, double sz,
-                                 std::int64_t out_w, std::int64_t out_h, double s) {
-  auto at = [&](double x, double z) {
-    x = std::clamp(x, 0.0, static_cast<double>(w - 1));
-    z = std::clamp(z, 0.0, static_cast<double>(h - 1));
-    const auto x0 = static_cast<std::int64_t>(std::floor(x)), z0 = static_cast<std::int64_t>(std::floor(z));
-    const std::int64_t x1 = std::min(x0 + 1, w - 1), z1 = std::min(z0 + 1, h - 1);
-    const double fx = x - static_cast<double>(x0), fz = z - static_cast<double>(z0);
-    auto v = [&](std::int64_t xx, std::int64_t zz) {
-      return static_cast<double>(in[static_cast<std::size_t>(zz * w + xx)]);
-    };
-    return (1 - fz) * ((1 - fx) * v(x0, z0) + fx * v(x1, z0)) + fz * ((1 - fx) * v(x0, z1) + fx * v(x1, z1));
-  };
-  const int sub_x = std::max(1, static_cast<int>(std::ceil(s / sx - 1e-9)));
-  const int sub_z = std::max(1, static_cast<int>(std::ceil(s / sz - 1e-9)));
-  std::vector<float> out(static_cast<std::size_t>(out_w * out_h));
-  parallel_for(out_h, [&](std::int64_t r) {
-    for (std::int64_t c = 0; c < out_w; ++c) {
-      double sum = 0.0;
-      for (int a = 0; a < sub_z; ++a)
-        for (int b = 0; b < sub_x; ++b) {
-          const double xmm = (static_cast<double>(c) + (b + 0.5) / sub_x) * s;  // from the first corner
-          const double zmm = (static_cast<double>(r) + (a + 0.5) / sub_z) * s;
-          sum += at(xmm / sx - 0.5, zmm / sz - 0.5);
-        }
-      out[static_cast<std::size_t>(r * out_w + c)] = static_cast<float>(sum / (sub_x * sub_z));
-    }
-  });
-  return out;
-}
-
-// Views on the display grid: values per display pixel, [k][i] and [k][j], k upwards.
-struct DisplayViews {
-  Grid<Scanner> grid;  // canonical, isotropic
-  std::vector<float> coronal, sagittal;
-};
-
-template <class T, class Frame, class Value>
-DisplayViews display_views(const Image<T, Frame>& volume, double pixel_mm, bool max, const Value& value) {
-  const NativeProjections p = project_native(volume, max, value);
-  DisplayViews d;
-  d.grid = isotropic_grid(p.canonical, pixel_mm);
-  const Index3 n = p.canonical.size, m = d.grid.size;
-  const Eigen::Vector3d& sp = p.canonical.spacing;
-  d.coronal = resample_view(p.coronal, n[0], n[2], sp[0], sp[2], m[0], m[2], pixel_mm);
-  d.sagittal = resample_view(p.sagittal, n[1], n[2], sp[1], sp[2], m[1], m[2], pixel_mm);
-  return d;
-}
-
-// Layout: a text band on top, coronal view left, sagittal view right.
-struct Layout {
-  int scale = 1;
-  int band = 0;
-  int coronal_left = 0, sagittal_left = 0, top = 0, width = 0, height = 0;
-};
+// ---- layout ---------------------------------------------------------------------------------------------------
 
 constexpr int kGap = 8;
 
-Layout layout_for(const Index3& m, const std::vector<std::string>& text, std::size_t legend_chars) {
+struct BandLine {
+  std::string text;
+  Rgb colour;
+  int scale;
+};
+
+struct LegendEntry {
+  std::string label;
+  Rgb colour;
+  bool swatch;  // a filled square before the label (a class), else the label in its colour (a box)
+};
+
+// Top to bottom: [frame] band lines, legend rows, view letters, coronal | sagittal, [axial labels, axial panels].
+struct Layout {
+  int scale = 1;
+  int pad = 0;  // the refused frame's width
+  int width = 0, height = 0;
+  int coronal_left = 0, sagittal_left = 0, top = 0;
+  std::vector<BandLine> lines;
+  std::vector<std::vector<LegendEntry>> legend_rows;
+  int legend_top = 0;
+  std::vector<std::pair<int, int>> panels;  // top-left corner of each axial panel
+  int panel_label_height = 0;
+};
+
+int legend_entry_width(const LegendEntry& e, int scale) {
+  return text_width(e.label + "  ", scale) + (e.swatch ? 9 * scale : 0);
+}
+
+// `views_m`: display grid size; `panels`: the number of axial panels (each size_i x size_j pixels).
+Layout layout_for(const Index3& m, int panels, const std::string& refused, const std::vector<std::string>& text,
+                  const std::vector<std::string>& warnings, const std::vector<LegendEntry>& legend) {
   Layout l;
   const int views_w = static_cast<int>(m[0] + m[1]) + kGap;
   l.scale = views_w >= 500 ? 2 : 1;
-  l.band = static_cast<int>(text.size() + 1) * kCharHeight * l.scale + 4;  // + one line for the view letters
-  l.coronal_left = 0;
-  l.sagittal_left = static_cast<int>(m[0]) + kGap;
-  l.top = l.band;
-  std::size_t chars = legend_chars;  // wide enough for the longest text line
-  for (const std::string& t : text) chars = std::max(chars, t.size());
-  l.width = std::max(views_w, static_cast<int>(chars) * kCharWidth * l.scale + 4);
-  l.height = l.band + static_cast<int>(m[2]);
+  const int s = l.scale;
+  l.pad = refused.empty() ? 0 : 4 * s;
+  // content width: the views, or a row of up to two axial panels, and room for 40 characters of text
+  const int panel_w = static_cast<int>(m[0]);
+  const int per_row = std::max(1, std::min(panels, std::max(1, views_w / std::max(panel_w, 1))));
+  const int content_w = std::max({views_w, per_row * panel_w + (per_row - 1) * kGap, text_width(std::string(40, ' '), s)});
+  const auto chars = static_cast<std::size_t>(content_w / (kCharWidth * s));
+  if (!refused.empty()) {
+    l.lines.push_back({"FIT REFUSED", kRefusedColour, s + 1});
+    for (const std::string& w : wrap_text(refused, chars)) l.lines.push_back({w, kRefusedColour, s});
+  }
+  for (const std::string& t : text)
+    for (const std::string& w : wrap_text(t, chars)) l.lines.push_back({w, kTextColour, s});
+  for (const std::string& t : warnings)
+    for (const std::string& w : wrap_text("! " + t, chars)) l.lines.push_back({w, kWarningColour, s});
+  int x = 0;
+  for (const LegendEntry& e : legend) {
+    const int ew = legend_entry_width(e, s);
+    if (l.legend_rows.empty() || (x + ew > content_w && x > 0)) l.legend_rows.emplace_back(), x = 0;
+    l.legend_rows.back().push_back(e);
+    x += ew;
+  }
+  int y = l.pad + 2;
+  for (const BandLine& b : l.lines) y += kCharHeight * b.scale;
+  l.legend_top = y;
+  y += static_cast<int>(l.legend_rows.size()) * kCharHeight * s;
+  y += kCharHeight * s;  // view letters
+  l.top = y;
+  l.coronal_left = l.pad;
+  l.sagittal_left = l.pad + static_cast<int>(m[0]) + kGap;
+  y += static_cast<int>(m[2]);
+  if (panels > 0) {
+    l.panel_label_height = kCharHeight * s + 2;
+    for (int p = 0; p < panels; ++p) {
+      const int col = p % per_row;
+      if (col == 0) y += kGap + l.panel_label_height;
+      l.panels.emplace_back(l.pad + col * (panel_w + kGap), y);
+      if (col == per_row - 1 || p == panels - 1) y += static_cast<int>(m[1]);
+    }
+  }
+  l.width = content_w + 2 * l.pad;
+  l.height = y + l.pad;
   return l;
+}
+
+void draw_band(RgbImage& img, const Layout& l) {
+  int row = l.pad + 2;
+  for (const BandLine& b : l.lines) {
+    draw_text(img, l.pad + 2, row, b.text, b.colour, b.scale);
+    row += kCharHeight * b.scale;
+  }
+  const int s = l.scale;
+  row = l.legend_top;
+  for (const auto& entries : l.legend_rows) {
+    int col = l.pad + 2;
+    for (const LegendEntry& e : entries) {
+      if (e.swatch) {
+        fill_rect(img, col, row, col + 7 * s - 1, row + 7 * s - 1, e.colour);
+        col += 9 * s;
+        col = draw_text(img, col, row, e.label + "  ", kTextColour, s);
+      } else {
+        col = draw_text(img, col, row, e.label + "  ", e.colour, s);
+      }
+    }
+    row += kCharHeight * s;
+  }
+  if (l.pad > 0) outline_rect(img, 0, 0, img.width - 1, img.height - 1, kRefusedColour, l.pad / 2);
 }
 
 // Paints the two views (value -> colour) and the view letters (R/L, A/P) just above them.
@@ -434,98 +240,136 @@ void draw_box(RgbImage& img, const Layout& l, const Grid<Scanner>& grid, const E
   draw_rect(img, l.sagittal_left, static_cast<int>(m[1]), l.top, m[2], r.lo[1], r.hi[1], r.lo[2], r.hi[2], colour);
 }
 
-// Per display pixel, the classes (bit c) whose mapped mean mask reaches 0.5 somewhere along the ray.
-// `only_on_black`: leave pixels that already show something (the heatmap) alone.
-void draw_atlas_outline(RgbImage& img, const Layout& l, const Grid<Scanner>& grid,
-                        const MultiChannelImage<Atlas>& atlas, const Affine<Scanner, Atlas>& scanner_to_atlas,
-                        bool only_on_black = false, double dim = 1.0) {
-  const std::size_t nv = static_cast<std::size_t>(atlas.grid.voxels());
-  std::vector<std::uint32_t> bits(nv, 0);
-  for (int c = 0; c < std::min(atlas.channels, 32); ++c) {
-    const float* ch = atlas.channel(c);
-    for (std::size_t v = 0; v < nv; ++v)
-      if (ch[v] >= 0.5f) bits[v] |= 1u << c;
-  }
-  // The masks are sampled on a grid no finer than half the atlas spacing (a small scan's display grid can be much
-  // finer: 0.75 mm pixels would cost 16x the look-ups for the same outline), then looked up per display pixel.
-  const double sb = std::max(grid.spacing[0], 0.5 * atlas.grid.spacing.minCoeff());
-  const Grid<Scanner> gb = sb > grid.spacing[0] * (1.0 + 1e-9) ? isotropic_grid(grid, sb) : grid;
-  // atlas continuous index = A * sampling index + b
-  const Eigen::Matrix3d to_atlas_index =
-      atlas.grid.spacing.cwiseInverse().asDiagonal() * atlas.grid.direction.transpose();
-  const Eigen::Matrix3d a = to_atlas_index * scanner_to_atlas.matrix().linear() * gb.index_to_world_linear();
-  const Eigen::Vector3d b = to_atlas_index * (scanner_to_atlas(Point<Scanner>{gb.origin}).mm - atlas.grid.origin);
-  const Index3 n = gb.size, an = atlas.grid.size;
-  std::vector<std::uint32_t> cor_b(static_cast<std::size_t>(n[0] * n[2]), 0),
-      sag_b(static_cast<std::size_t>(n[1] * n[2]), 0);
-  parallel_for(n[2], [&](std::int64_t k) {
-    for (std::int64_t j = 0; j < n[1]; ++j)
-      for (std::int64_t i = 0; i < n[0]; ++i) {
-        const Eigen::Vector3d ci =
-            a * Eigen::Vector3d(static_cast<double>(i), static_cast<double>(j), static_cast<double>(k)) + b;
-        Index3 q;
-        bool in = true;
-        for (int ax = 0; ax < 3 && in; ++ax) {
-          q[ax] = static_cast<std::int64_t>(std::lround(ci[ax]));
-          in = q[ax] >= 0 && q[ax] < an[ax];
-        }
-        if (!in) continue;
-        const std::uint32_t v = bits[atlas.grid.linear(q)];
-        cor_b[static_cast<std::size_t>(k * n[0] + i)] |= v;
-        sag_b[static_cast<std::size_t>(k * n[1] + j)] |= v;
-      }
-  });
-  // display pixel -> the sampling pixel holding its centre (same first corner)
-  const Index3 m = grid.size;
-  auto sample_index = [&](std::int64_t d, std::int64_t size) {
-    return std::clamp<std::int64_t>(
-        static_cast<std::int64_t>(std::floor((static_cast<double>(d) + 0.5) * grid.spacing[0] / sb)), 0, size - 1);
-  };
-  std::vector<std::uint32_t> cor(static_cast<std::size_t>(m[0] * m[2])), sag(static_cast<std::size_t>(m[1] * m[2]));
-  for (std::int64_t k = 0; k < m[2]; ++k) {
-    const std::int64_t kb = sample_index(k, n[2]);
-    for (std::int64_t i = 0; i < m[0]; ++i)
-      cor[static_cast<std::size_t>(k * m[0] + i)] = cor_b[static_cast<std::size_t>(kb * n[0] + sample_index(i, n[0]))];
-    for (std::int64_t j = 0; j < m[1]; ++j)
-      sag[static_cast<std::size_t>(k * m[1] + j)] = sag_b[static_cast<std::size_t>(kb * n[1] + sample_index(j, n[1]))];
-  }
-  // outline: a pixel of class c with a 4-neighbour outside class c (or at the view's edge)
-  auto outline = [&](const std::vector<std::uint32_t>& view, std::int64_t w, int left) {
-    for (std::int64_t k = 0; k < m[2]; ++k)
-      for (std::int64_t x = 0; x < w; ++x) {
-        const std::uint32_t v = view[static_cast<std::size_t>(k * w + x)];
-        if (!v) continue;
-        auto at = [&](std::int64_t xx, std::int64_t kk) -> std::uint32_t {
-          return (xx < 0 || kk < 0 || xx >= w || kk >= m[2]) ? 0u : view[static_cast<std::size_t>(kk * w + xx)];
-        };
-        const std::uint32_t edge = v & ~(at(x - 1, k) & at(x + 1, k) & at(x, k - 1) & at(x, k + 1));
-        if (!edge) continue;
-        int c = 0;
-        while (!((edge >> c) & 1u)) ++c;
-        const int col = left + static_cast<int>(x), row = l.top + static_cast<int>(m[2] - 1 - k);
-        if (only_on_black && img.pixel(col, row) != Rgb{0, 0, 0}) continue;
-        Rgb colour = class_colour(c);
-        for (auto& ch : colour) ch = static_cast<std::uint8_t>(std::lround(ch * dim));
-        img.set(col, row, colour);
-      }
-  };
-  outline(cor, m[0], l.coronal_left);
-  outline(sag, m[1], l.sagittal_left);
+// The box's name just above its top edge in the coronal view (inside the box when the edge is at the view's top).
+void draw_box_label(RgbImage& img, const Layout& l, const Grid<Scanner>& grid, const Eigen::Vector3d& lower,
+                    const Eigen::Vector3d& upper, const std::string& label, Rgb colour) {
+  const PixelRange r = pixel_range(grid, lower, upper);
+  const Index3& m = grid.size;
+  if (r.hi[0] < r.lo[0] || r.hi[2] < r.lo[2] || r.hi[0] < 0 || r.lo[0] >= m[0] || r.hi[2] < 0 || r.lo[2] >= m[2]) return;
+  const int col = l.coronal_left + static_cast<int>(std::clamp<std::int64_t>(r.lo[0], 0, m[0] - 1)) + 1;
+  const int edge = l.top + static_cast<int>(m[2] - 1 - std::min(r.hi[2], m[2] - 1));
+  const int h = 7 * l.scale;
+  const int row = edge - 2 - h >= l.top ? edge - 2 - h : edge + 3;
+  draw_label(img, col, row, label, colour, l.scale);
 }
 
-// Text lines in the band; the box legend follows the overlay's text, each label in its colour.
-void draw_band(RgbImage& img, const Layout& l, const std::vector<std::string>& text,
-               const std::vector<std::pair<std::string, Rgb>>& legend) {
-  int row = 2;
-  for (const std::string& line : text) {
-    draw_text(img, 2, row, line, Rgb{235, 235, 235}, l.scale);
-    row += kCharHeight * l.scale;
+// Fills each view's pixels half-transparently in the colour of the class most voxels along the ray belong to.
+void fill_segmentation(RgbImage& img, const Layout& l, const Grid<Scanner>& display, const ClassVolume& vol,
+                       const ClassViews& views) {
+  const Index3 m = display.size, n = vol.grid.size;
+  auto fill = [&](std::int64_t width, int left, int plane_axis, const std::vector<std::int8_t>& view) {
+    for (std::int64_t k = 0; k < m[2]; ++k)
+      for (std::int64_t x = 0; x < width; ++x) {
+        ContinuousIndex d;
+        d.v = Eigen::Vector3d(0.5 * static_cast<double>(m[0] - 1), 0.5 * static_cast<double>(m[1] - 1), static_cast<double>(k));
+        d.v[plane_axis] = static_cast<double>(x);
+        const Eigen::Vector3d ci = vol.grid.to_continuous_index(Point<Scanner>{display.to_world(d).mm}).v;
+        const auto a = static_cast<std::int64_t>(std::llround(ci[plane_axis]));
+        const auto z = static_cast<std::int64_t>(std::llround(ci[2]));
+        if (a < 0 || z < 0 || a >= n[plane_axis] || z >= n[2]) continue;
+        const std::int8_t c = view[static_cast<std::size_t>(z * n[plane_axis] + a)];
+        if (c >= 0) img.blend(left + static_cast<int>(x), l.top + static_cast<int>(m[2] - 1 - k), class_colour(c), kFillAlpha);
+      }
+  };
+  fill(m[0], l.coronal_left, 0, views.coronal);
+  fill(m[1], l.sagittal_left, 1, views.sagittal);
+}
+
+// The 0.5 line of each class's mapped mean mask. `only_on_black`: leave pixels that already show something (the
+// heatmap) alone; `dim` scales the colours.
+void draw_atlas_outline(RgbImage& img, const Layout& l, const Grid<Scanner>& display, const AtlasViews& views,
+                        bool only_on_black = false, double dim = 1.0) {
+  const Index3 m = display.size;
+  for (std::size_t c = 0; c < views.classes.size(); ++c) {
+    Rgb colour = class_colour(views.classes[c]);
+    for (auto& ch : colour) ch = static_cast<std::uint8_t>(std::lround(ch * dim));
+    // a line as thick as the text's strokes (inwards and downwards from the 0.5 line, inside the view)
+    auto put = [&](int left, std::int64_t width) {
+      return [&, left, width](std::int64_t x, std::int64_t k) {
+        for (int t = 0; t < l.scale; ++t)
+          for (const auto& [dx, dk] : {std::pair<int, int>{t, 0}, std::pair<int, int>{0, -t}}) {
+            const std::int64_t xx = x + dx, kk = k + dk;
+            if (xx >= width || kk < 0) continue;
+            const int col = left + static_cast<int>(xx), row = l.top + static_cast<int>(m[2] - 1 - kk);
+            if (only_on_black && img.pixel(col, row) != Rgb{0, 0, 0}) continue;
+            img.set(col, row, colour);
+          }
+      };
+    };
+    trace_half_line(views.coronal[c], m[0], m[2], put(l.coronal_left, m[0]));
+    trace_half_line(views.sagittal[c], m[1], m[2], put(l.sagittal_left, m[1]));
   }
-  if (!legend.empty()) {
-    int col = 2;
-    row -= kCharHeight * l.scale;  // the legend takes the line reserved for it by the caller
-    for (const auto& [label, colour] : legend) col = draw_text(img, col, row, label + " ", colour, l.scale);
+}
+
+// What an axial panel shows besides the scan.
+struct AxialContent {
+  const ClassVolume* segmentation = nullptr;
+  const MultiChannelImage<Atlas>* atlas = nullptr;
+  Affine<Scanner, Atlas> scanner_to_atlas;
+  std::vector<int> atlas_classes;
+  const std::vector<PreviewBox>* boxes = nullptr;
+  const std::map<std::string, Rgb>* box_colours = nullptr;
+};
+
+// The display grid's slice k (soft-tissue window, the scan's nearest voxel): segmentation filled, atlas outlined,
+// the boxes that cross the slice outlined; the label above it.
+void draw_axial_panel(RgbImage& img, const Layout& l, int left, int top, const Grid<Scanner>& display, std::int64_t k,
+                      const Image<float>& scan, const AxialContent& content, const std::string& label) {
+  const Index3 m = display.size;
+  auto world = [&](std::int64_t i, std::int64_t j) {
+    return display.to_world(Index3{{i, j, k}});
+  };
+  for (std::int64_t j = 0; j < m[1]; ++j)
+    for (std::int64_t i = 0; i < m[0]; ++i) {
+      const Point<Scanner> p = world(i, j);
+      const Index3 q = scan.grid.nearest_index(p);
+      std::uint8_t g = 0;
+      if (scan.grid.contains(q)) {
+        const double t = std::clamp((static_cast<double>(scan.voxels[scan.grid.linear(q)]) + 160.0) / 400.0, 0.0, 1.0);
+        g = static_cast<std::uint8_t>(std::lround(255.0 * t));
+      }
+      const int col = left + static_cast<int>(i), row = top + static_cast<int>(j);
+      img.set(col, row, Rgb{g, g, g});
+      if (content.segmentation)
+        if (const std::int8_t c = content.segmentation->at_world(p); c >= 0) img.blend(col, row, class_colour(c), kFillAlpha);
+    }
+  if (content.atlas) {
+    const AtlasSampler sampler(*content.atlas, content.scanner_to_atlas);
+    const auto nc = content.atlas_classes.size();
+    std::vector<std::vector<float>> field(nc, std::vector<float>(static_cast<std::size_t>(m[0] * m[1]), 0.0f));
+    std::array<std::size_t, 8> at{};
+    std::array<double, 8> w{};
+    for (std::int64_t j = 0; j < m[1]; ++j)
+      for (std::int64_t i = 0; i < m[0]; ++i) {
+        if (!sampler.corners(world(i, j).mm, at, w)) continue;
+        for (std::size_t c = 0; c < nc; ++c)
+          field[c][static_cast<std::size_t>(j * m[0] + i)] = sampler.value(content.atlas_classes[c], at, w);
+      }
+    for (std::size_t c = 0; c < nc; ++c) {
+      const Rgb colour = class_colour(content.atlas_classes[c]);
+      trace_half_line(field[c], m[0], m[1], [&](std::int64_t x, std::int64_t y) {
+        for (int t = 0; t < l.scale; ++t) {
+          if (x + t < m[0]) img.set(left + static_cast<int>(x + t), top + static_cast<int>(y), colour);
+          if (y + t < m[1]) img.set(left + static_cast<int>(x), top + static_cast<int>(y + t), colour);
+        }
+      });
+    }
   }
+  if (content.boxes)
+    for (const PreviewBox& b : *content.boxes) {
+      const PixelRange r = pixel_range(display, b.box.lower.mm, b.box.upper.mm);
+      if (k < r.lo[2] || k > r.hi[2]) continue;
+      // draw_rect counts rows upwards from the bottom: panel row j = height - 1 - "k" with height m[1]
+      draw_rect(img, left, static_cast<int>(m[0]), top, m[1], r.lo[0], r.hi[0], m[1] - 1 - r.hi[1], m[1] - 1 - r.lo[1],
+                content.box_colours->at(b.label));
+    }
+  char z[64];
+  std::snprintf(z, sizeof(z), "  axial z %.0f mm", display.to_world(Index3{{0, 0, k}}).mm.z());
+  draw_text(img, left + 1, top - l.panel_label_height + 1, label + z, kTextColour, l.scale);
+  const Rgb grey{170, 170, 170};  // the patient's sides, at the posterior edge (where the table lies)
+  const int row = top + static_cast<int>(m[1]) - kCharHeight * l.scale;
+  draw_text(img, left + static_cast<int>(m[0]) - kCharWidth * l.scale, row, "L", grey, l.scale);
+  draw_text(img, left + 2, row, "R", grey, l.scale);
 }
 
 double auto_pixel_mm(const Grid<Scanner>& grid, const PreviewOptions& o) {
@@ -537,6 +381,7 @@ double auto_pixel_mm(const Grid<Scanner>& grid, const PreviewOptions& o) {
   return s / std::ceil(o.min_pixels / (longest / s) - 1e-9);  // a small scan: split its voxels evenly
 }
 
+
 }  // namespace
 
 Preview<Scanner> render_scan_preview(const Image<float>& scan_hu, const PreviewOverlay& overlay,
@@ -544,11 +389,13 @@ Preview<Scanner> render_scan_preview(const Image<float>& scan_hu, const PreviewO
   validate_grid(scan_hu.grid, "preview");
   if (scan_hu.voxels.size() != static_cast<std::size_t>(scan_hu.grid.voxels()))
     throw Error(ErrorCode::Internal, "render_scan_preview: voxels do not match the grid");
+  if (overlay.segmentation) validate_grid(overlay.segmentation->grid, "preview segmentation");
   const bool max = options.projection == Projection::Max;
   const double s = auto_pixel_mm(scan_hu.grid, options);
   const DisplayViews d = display_views(scan_hu, s, max, [max](float hu) {
     return max ? hu : std::max(hu + 1000.0f, 0.0f) / 1000.0f;  // attenuation relative to water
   });
+  const Index3 m = d.grid.size;
 
   // intensity window
   float lo = -300.0f, hi = 1300.0f;
@@ -561,25 +408,53 @@ Preview<Scanner> render_scan_preview(const Image<float>& scan_hu, const PreviewO
     hi = std::max(*p, 1e-6f);
   }
 
-  // legend: one entry per box label
-  std::vector<std::pair<std::string, Rgb>> legend;
+  // overlays: the segmentation's classes per view, the atlas' per class
+  std::optional<ClassVolume> seg;
+  ClassViews seg_views;
+  if (overlay.segmentation) {
+    seg = class_volume(*overlay.segmentation);
+    seg_views = class_views(*seg);
+  }
+  std::vector<int> outlined;
+  std::optional<AtlasViews> atlas;
+  if (overlay.atlas_masks) {
+    outlined = outlined_classes(*overlay.atlas_masks, overlay.atlas_classes);
+    atlas = atlas_views(d.grid, *overlay.atlas_masks, overlay.scanner_to_atlas, outlined);
+  }
+
+  // legend: the boxes' labels, then the classes filled or outlined
+  std::vector<LegendEntry> legend;
   std::map<std::string, Rgb> colours;
   for (const PreviewBox& b : overlay.boxes)
     if (!colours.count(b.label)) {
-      colours[b.label] = box_colour(legend.size());
-      legend.emplace_back(b.label, colours[b.label]);
+      colours[b.label] = box_colour(colours.size());
+      legend.push_back({b.label + " box", colours[b.label], false});
     }
-  std::vector<std::string> text = overlay.text;
-  std::size_t legend_chars = 0;
-  for (const auto& e : legend) legend_chars += e.first.size() + 1;
-  if (!legend.empty()) text.emplace_back();  // the legend's line
-  const Layout l = layout_for(d.grid.size, text, legend_chars);
+  std::set<int> legend_classes = seg_views.present;
+  legend_classes.insert(outlined.begin(), outlined.end());
+  for (int c : legend_classes) legend.push_back({class_names()[static_cast<std::size_t>(c)], class_colour(c), true});
 
+  // axial slices: through each box's centre, or the scan's
+  std::vector<std::pair<std::string, std::int64_t>> slices;
+  if (overlay.axial_slices) {
+    auto slice_at = [&](const Eigen::Vector3d& x) {
+      const double k = d.grid.to_continuous_index(Point<Scanner>{x}).v[2];
+      return std::clamp<std::int64_t>(static_cast<std::int64_t>(std::llround(k)), 0, m[2] - 1);
+    };
+    for (const PreviewBox& b : overlay.boxes) {
+      if (static_cast<int>(slices.size()) == kMaxAxialSlices) break;
+      slices.emplace_back(b.label, slice_at(0.5 * (b.box.lower.mm + b.box.upper.mm)));
+    }
+    if (overlay.boxes.empty()) slices.emplace_back("scan centre", slice_at(scan_hu.grid.centre().mm));
+  }
+
+  const Layout l = layout_for(m, static_cast<int>(slices.size()), overlay.refused, overlay.text, overlay.warnings, legend);
   Preview<Scanner> out;
   out.display_grid = d.grid;
   out.coronal_left = l.coronal_left;
   out.sagittal_left = l.sagittal_left;
   out.views_top = l.top;
+  out.legend_classes.assign(legend_classes.begin(), legend_classes.end());
   out.image = RgbImage(l.width, l.height, Rgb{0, 0, 0});
   // Mean projection: squared, so soft tissue recedes and bone (the longer attenuation paths) stands out, as on a
   // radiograph; the maximum projection is shown linearly.
@@ -589,10 +464,24 @@ Preview<Scanner> render_scan_preview(const Image<float>& scan_hu, const PreviewO
     const auto g = static_cast<std::uint8_t>(std::lround(255.0 * t));
     return Rgb{g, g, g};
   });
-  if (overlay.atlas_masks) draw_atlas_outline(out.image, l, d.grid, *overlay.atlas_masks, overlay.scanner_to_atlas);
+  if (seg) fill_segmentation(out.image, l, d.grid, *seg, seg_views);
+  if (atlas) draw_atlas_outline(out.image, l, d.grid, *atlas);
+  for (const PreviewBox& b : overlay.boxes) draw_box(out.image, l, d.grid, b.box.lower.mm, b.box.upper.mm, colours[b.label]);
   for (const PreviewBox& b : overlay.boxes)
-    draw_box(out.image, l, d.grid, b.box.lower.mm, b.box.upper.mm, colours[b.label]);
-  draw_band(out.image, l, text, legend);
+    draw_box_label(out.image, l, d.grid, b.box.lower.mm, b.box.upper.mm, b.label, colours[b.label]);
+  AxialContent content;
+  content.segmentation = seg ? &*seg : nullptr;
+  content.atlas = overlay.atlas_masks;
+  content.scanner_to_atlas = overlay.scanner_to_atlas;
+  content.atlas_classes = outlined;
+  content.boxes = &overlay.boxes;
+  content.box_colours = &colours;
+  for (std::size_t p = 0; p < slices.size(); ++p) {
+    const auto [left, top] = l.panels[p];
+    draw_axial_panel(out.image, l, left, top, d.grid, slices[p].second, scan_hu, content, slices[p].first);
+    out.axial.push_back(AxialPanel{slices[p].first, left, top, slices[p].second});
+  }
+  draw_band(out.image, l);
   return out;
 }
 
@@ -608,7 +497,7 @@ Preview<Atlas> render_heatmap_preview(const Image<float, Atlas>& heatmap, const 
   const int zoom = std::max(1, static_cast<int>(std::ceil(min_height / (longest_mm / spacing) - 1e-9)));
   const double s = spacing / zoom;
   const DisplayViews d = display_views(heatmap, s, true, [](float v) { return v; });
-  const Layout l = layout_for(d.grid.size, text, 0);
+  const Layout l = layout_for(d.grid.size, 0, "", text, {}, {});
   Preview<Atlas> out;
   out.display_grid.size = d.grid.size;
   out.display_grid.origin = d.grid.origin;
@@ -623,48 +512,69 @@ Preview<Atlas> render_heatmap_preview(const Image<float, Atlas>& heatmap, const 
     auto u8 = [](double x) { return static_cast<std::uint8_t>(std::lround(255.0 * std::clamp(x, 0.0, 1.0))); };
     return Rgb{u8(t), u8(t - 1.0), u8(t - 2.0)};
   });
-  if (atlas_masks)  // the heatmap's frame is the atlas's: identity map
-    draw_atlas_outline(out.image, l, d.grid, *atlas_masks, Affine<Scanner, Atlas>::identity(), true, 0.6);
+  if (atlas_masks) {  // the heatmap's frame is the atlas's: identity map
+    const auto identity = Affine<Scanner, Atlas>::identity();
+    const AtlasViews views = atlas_views(d.grid, *atlas_masks, identity, outlined_classes(*atlas_masks, {}));
+    draw_atlas_outline(out.image, l, d.grid, views, true, 0.6);
+  }
   for (const Box<Atlas>& b : boxes) draw_box(out.image, l, d.grid, b.lower.mm, b.upper.mm, Rgb{0, 235, 255});
-  draw_band(out.image, l, text, {});
+  draw_band(out.image, l);
   return out;
 }
 
 std::string preview_file_name(const std::string& input_path) { return image_stem(input_path) + "_preview.png"; }
 
-std::string write_crop_preview(const Scan& scan, const Fit& fit, const std::vector<Region>& regions,
-                               const CropRequest& request, const AtlasModel& atlas) {
+CropPicture render_crop_preview(const Scan& scan, const Segmentation& segmentation, const Fit& fit,
+                                const std::vector<Region>& regions, const CropRequest& request,
+                                const AtlasModel& atlas) {
   PreviewOverlay overlay;
-  overlay.atlas_masks = &atlas.masks;
-  overlay.scanner_to_atlas = fit.scanner_to_atlas;
-  const Affine<Atlas, Scanner> atlas_to_scanner = fit.scanner_to_atlas.inverse();
-  // each region's crops as crop_regions cuts them: voxel ranges [start, end) -> their faces in scanner mm
-  for (const Region& region : regions) {
-    CropOptions options = request.crop;
-    if (!options.margin_mm) options.margin_mm = region.margin_mm;
-    for (const Box<Atlas>& box : region.boxes) {
-      const MappedBox m = map_box(box, atlas_to_scanner, scan.image.grid, options);
-      if (m.misses_scan) continue;
-      const IndexBox& r = options.pad ? m.requested : m.clipped;
-      Eigen::Vector3d lo = Eigen::Vector3d::Constant(1e300), hi = Eigen::Vector3d::Constant(-1e300);
-      for (int c = 0; c < 8; ++c) {
-        ContinuousIndex ci;
-        for (int a = 0; a < 3; ++a) ci.v[a] = static_cast<double>(((c >> a) & 1) ? r.end[a] : r.start[a]) - 0.5;
-        const Eigen::Vector3d p = scan.image.grid.to_world(ci).mm;
-        lo = lo.cwiseMin(p);
-        hi = hi.cwiseMax(p);
+  overlay.segmentation = &segmentation.soft_masks;
+  overlay.axial_slices = true;
+  if (fit.has_transform) {
+    overlay.atlas_masks = &atlas.masks;
+    overlay.scanner_to_atlas = fit.scanner_to_atlas;
+    overlay.atlas_classes = fit.initial.classes_seen;
+  }
+  overlay.refused = fit.refusal;
+  std::string names;
+  if (fit.refusal.empty()) {
+    const Affine<Atlas, Scanner> atlas_to_scanner = fit.scanner_to_atlas.inverse();
+    // each region's crops as crop_regions cuts them: voxel ranges [start, end) -> their faces in scanner mm
+    for (const Region& region : regions) {
+      names += (names.empty() ? "" : ", ") + region.name;
+      CropOptions options = request.crop;
+      if (!options.margin_mm) options.margin_mm = region.margin_mm;
+      for (const Box<Atlas>& box : region.boxes) {
+        const MappedBox mapped = map_box(box, atlas_to_scanner, scan.image.grid, options);
+        if (mapped.misses_scan) continue;
+        const IndexBox& r = options.pad ? mapped.requested : mapped.clipped;
+        Eigen::Vector3d lo = Eigen::Vector3d::Constant(1e300), hi = Eigen::Vector3d::Constant(-1e300);
+        for (int c = 0; c < 8; ++c) {
+          ContinuousIndex ci;
+          for (int a = 0; a < 3; ++a) ci.v[a] = static_cast<double>(((c >> a) & 1) ? r.end[a] : r.start[a]) - 0.5;
+          const Eigen::Vector3d p = scan.image.grid.to_world(ci).mm;
+          lo = lo.cwiseMin(p);
+          hi = hi.cwiseMax(p);
+        }
+        overlay.boxes.push_back(PreviewBox{region.name, Box<Scanner>{Point<Scanner>{lo}, Point<Scanner>{hi}}});
       }
-      overlay.boxes.push_back(PreviewBox{region.name, Box<Scanner>{Point<Scanner>{lo}, Point<Scanner>{hi}}});
     }
   }
-  char dice[64];
-  std::snprintf(dice, sizeof(dice), "fit Dice %.3f", fit.refined.dice);
-  overlay.text = {image_stem(scan.info.path), "orientation " + fit.initial.orientation + ", " + dice + ", " +
-                                                  std::to_string(fit.initial.classes_seen.size()) + " classes seen"};
-  const Preview<Scanner> p = render_scan_preview(scan.image, overlay);
-  const std::string path = (fs::path(request.out_dir) / preview_file_name(scan.info.path)).string();
-  write_png(p.image, path);
-  return path;
+  overlay.text.push_back(image_stem(scan.info.path) + (names.empty() ? "" : "  crop: " + names));
+  if (fit.has_transform) {
+    char dice[96];
+    std::snprintf(dice, sizeof(dice), ", fit Dice %.3f over %zu classes", fit.refined.dice, fit.initial.classes_seen.size());
+    overlay.text.push_back("orientation " + fit.initial.orientation +
+                           (fit.initial.searched ? " (searched)" : " (header trusted)") + dice);
+  }
+  overlay.text.push_back("segmentation " + segmentation.source);
+  overlay.text.push_back("fill: segmentation, line: fitted atlas");
+  overlay.warnings = scan.info.warnings;
+  overlay.warnings.insert(overlay.warnings.end(), fit.warnings.begin(), fit.warnings.end());
+  CropPicture out;
+  out.preview = render_scan_preview(scan.image, overlay);
+  out.path = (fs::path(request.out_dir) / preview_file_name(scan.info.path)).string();
+  return out;
 }
 
 }  // namespace ctarr

@@ -112,7 +112,8 @@ json summary_fields(const CropSummary& s) {
           {"voxel_reduction", s.voxel_reduction()},
           {"labels", labels_json(s.labels)},
           {"warnings", s.warnings},
-          {"warning_codes", s.warning_codes}};
+          {"warning_codes", s.warning_codes},
+          {"preview", s.preview}};
 }
 
 json row_json(const CropSummary& s) {
@@ -150,6 +151,7 @@ CropSummary crop_summary(const CropRecord& r, const std::string& record_path) {
   s.labels = r.labels;
   s.warnings = r.warnings;
   s.warning_codes = r.warning_codes;
+  if (r.preview) s.preview = r.preview->file;
   return s;
 }
 
@@ -186,6 +188,7 @@ CropSummary parse_crop_summary(const std::string& path, const std::string& text)
     }
     s.warnings = j.at("warnings").get<std::vector<std::string>>();
     s.warning_codes = j.at("warning_codes").get<std::vector<std::string>>();
+    s.preview = j.value("preview", "");
     return s;
   } catch (const json::exception& e) {
     throw Error(ErrorCode::UnreadableInput, "crop record " + path + " has no readable summary (written by an older ctarr?): " +
@@ -380,6 +383,17 @@ std::string crop_record_json(const CropRecord& r) {
   j["warnings"] = r.warnings;
   j["warning_codes"] = r.warning_codes;
   if (!r.label_input.empty()) j["labels"] = labels_json(r.labels);
+  if (r.preview) {
+    json axial = json::array();
+    for (const PreviewRecord::Axial& a : r.preview->axial)
+      axial.push_back({{"label", a.label}, {"left", a.left}, {"top", a.top}, {"display_k", a.display_k}});
+    j["preview"] = {{"file", r.preview->file},
+                    {"pixel_mm", r.preview->pixel_mm},
+                    {"views", {{"top", r.preview->views_top},
+                               {"coronal_left", r.preview->coronal_left},
+                               {"sagittal_left", r.preview->sagittal_left}}},
+                    {"axial_slices", axial}};
+  }
   j["summary"] = summary_fields(crop_summary(r, ""));
   return detail::json_text(j, 2) + "\n";
 }

@@ -73,6 +73,11 @@ struct Fit {
   std::vector<std::string> warnings;
   std::vector<std::string> warning_codes;  // warning_code values (record.hpp) of `warnings`, distinct
   std::vector<NetworkPass> network_passes; // segment_and_fit: every network pass tried, in order ("identity" first)
+  // Pipeline::fit_or_refusal: non-empty when the fit is refused (the FitFailed message Pipeline::fit throws).
+  std::string refusal;
+  // false when no transform was found (too few anatomies for landmarks, or the refinement diverged): then
+  // scanner_to_atlas is the identity and means nothing. A fit refused for its low Dice has its transform.
+  bool has_transform = true;
 };
 
 // A scan segmented by the network and fitted (Pipeline::segment_and_fit).
@@ -97,12 +102,19 @@ class Pipeline {
   // orientation candidates (turns.hpp) until a pass reaches that Dice, and keeps the pass with the highest Dice x
   // classes used (Fit::network_passes lists every pass). Throws the as-stored pass's FitFailed when no pass fits. `between_passes` runs before each
   // turned pass (a stop check).
-  NetworkFit segment_and_fit(const Scan& scan, const std::function<void()>& between_passes = {});
+  // `keep_refused`: when no pass fits, return the as-stored pass with its Fit::refusal set instead of throwing (the
+  // crop command draws the refused fit).
+  NetworkFit segment_and_fit(const Scan& scan, const std::function<void()>& between_passes = {},
+                             bool keep_refused = false);
   // Uses a label map instead of the network: ctarr's 19 classes, TotalSegmentator v1/v2 multilabel files, or a
   // folder of TotalSegmentator per-structure masks. Its grid is read from the file(s).
   Segmentation segmentation_from_labels(const std::string& path) const;
-  // Landmark initialisation + orientation search + Dice refinement.
+  // Landmark initialisation + orientation search + Dice refinement. Throws FitFailed when the fit is refused (too
+  // few anatomies, diverged, or Dice < options().min_fit_dice).
   Fit fit(const Segmentation& segmentation) const;
+  // As fit(), but a refused fit is returned with Fit::refusal set (and Fit::has_transform false where there is no
+  // transform) instead of thrown. Other errors are thrown.
+  Fit fit_or_refusal(const Segmentation& segmentation) const;
 
  private:
   PreprocessResult network_input(const Scan& scan);  // loads the network; canonical grid, its spacing and windows

@@ -1,5 +1,6 @@
-// ctarr — pictures for checking a fit at a glance: coronal and sagittal projections of a scan with the fitted atlas
-// outline and the crop boxes (or of an atlas-space heatmap with region boxes), written as PNG files.
+// ctarr — pictures for checking a fit at a glance: coronal and sagittal projections of a scan with the segmentation
+// the fit used (filled in colour), the fitted atlas (outlined), the crop boxes (named) and axial slices through them
+// (or projections of an atlas-space heatmap with region boxes), written as PNG files.
 //
 // Views (docs/CLI.md, "Pictures"): both are drawn from the scan's canonical grid (its axes permuted and flipped to
 // lie closest to LPS, preprocess.hpp), so the picture does not depend on how the voxels are stored. Coronal view:
@@ -9,6 +10,7 @@
 // orientation is written in the corner.
 #pragma once
 
+#include "ctarr/picture.hpp"
 #include "ctarr/pipeline.hpp"
 #include "ctarr/regions.hpp"
 
@@ -18,29 +20,6 @@
 #include <vector>
 
 namespace ctarr {
-
-using Rgb = std::array<std::uint8_t, 3>;
-
-// 8-bit RGB picture; rows top to bottom, columns left to right: rgb[3 * (row * width + column) + channel].
-struct RgbImage {
-  int width = 0;
-  int height = 0;
-  std::vector<std::uint8_t> rgb;
-
-  RgbImage() = default;
-  RgbImage(int w, int h, Rgb fill = {0, 0, 0});
-  Rgb pixel(int column, int row) const;
-  void set(int column, int row, Rgb colour);  // pixels outside the picture are ignored
-};
-
-// The bytes of a PNG file holding `image` (8-bit RGB, zlib-compressed). Throws Internal for an empty picture.
-std::string encode_png(const RgbImage& image);
-// Writes encode_png(image) atomically (temporary file, then rename). Throws OutputNotWritable naming the path.
-void write_png(const RgbImage& image, const std::string& path);
-
-// Writes `text` (ASCII; lower case drawn as upper case, unknown characters as '?') with a 5x7 bitmap font scaled
-// by `scale`, top-left corner at (column, row). Returns the column after the last character.
-int draw_text(RgbImage& image, int column, int row, const std::string& text, Rgb colour, int scale = 1);
 
 enum class Projection {
   Mean,  // pseudo-X-ray: mean attenuation along the ray (HU + 1000, clamped at 0), scaled to its 99.5th percentile
@@ -62,12 +41,35 @@ struct PreviewBox {
   Box<Scanner> box;
 };
 
+// Most axial slices one picture shows (one per box, in the order given).
+constexpr int kMaxAxialSlices = 4;
+
 struct PreviewOverlay {
-  std::vector<PreviewBox> boxes;
-  const MultiChannelImage<Atlas>* atlas_masks = nullptr;  // optional: mean masks, outlined (one colour per class)
-                                                          // where >= 0.5 after mapping into the scan
+  std::vector<PreviewBox> boxes;  // outlined in both projections and the axial slices; named above, in the coronal view
+  const MultiChannelImage<Atlas>* atlas_masks = nullptr;  // optional: mean masks, outlined where their trilinear
+                                                          // value reaches 0.5 after mapping into the scan
   Affine<Scanner, Atlas> scanner_to_atlas;                // the fit, for atlas_masks
-  std::vector<std::string> text;                          // lines written in the top-left corner
+  std::vector<int> atlas_classes;                         // the classes (0-based) outlined; empty: every class
+  // Optional: soft masks (kNumClasses channels, probabilities or label fractions) on a grid in the scan's frame. A
+  // voxel belongs to its most likely class where that reaches 0.5. Each projection pixel is filled (half
+  // transparent) in the colour of the class most voxels along its ray belong to; each axial slice pixel in its
+  // voxel's class.
+  const MultiChannelImage<Scanner>* segmentation = nullptr;
+  // Below the projections: an axial slice (soft-tissue window) through the centre of each box, or through the
+  // scan's centre when there is no box.
+  bool axial_slices = false;
+  std::vector<std::string> text;      // lines written in the top band (wrapped to the picture's width)
+  std::vector<std::string> warnings;  // lines written in orange below them
+  std::string refused;                // non-empty: the picture of a refused fit: a red frame, "FIT REFUSED" and this
+};
+
+// An axial slice in the picture: display pixel (column c, row r) of the panel shows the display-grid voxel
+// (i = c, j = r, k): patient's right on the left, anterior at the top.
+struct AxialPanel {
+  std::string label;
+  int left = 0;
+  int top = 0;
+  std::int64_t k = 0;
 };
 
 // A rendered picture and where its views lie. Display pixel (column c, row r) of the coronal view shows the
@@ -81,6 +83,8 @@ struct Preview {
   int coronal_left = 0;
   int sagittal_left = 0;
   int views_top = 0;
+  std::vector<AxialPanel> axial;     // PreviewOverlay::axial_slices
+  std::vector<int> legend_classes;   // the classes (0-based) named in the legend: filled or outlined
 };
 
 // Scan (HU) -> canonical grid -> projections resampled to square pixels -> atlas outline, boxes, text.
@@ -98,10 +102,19 @@ Preview<Atlas> render_heatmap_preview(const Image<float, Atlas>& heatmap, const 
 // File name of a scan's preview: "<stem>_preview.png".
 std::string preview_file_name(const std::string& input_path);
 
-// The crop command's picture for one fitted scan: OUT/<stem>_preview.png with the atlas (mean masks mapped by
-// the fit) outlined, every region's crop box (its margin and --pad / --z-only as cropped) outlined and named, the
-// orientation found and the fit Dice in the corner. Returns the path written. Throws OutputNotWritable.
-std::string write_crop_preview(const Scan& scan, const Fit& fit, const std::vector<Region>& regions,
-                               const CropRequest& request, const AtlasModel& atlas);
+// The crop command's picture of one scan, rendered (not yet written).
+struct CropPicture {
+  Preview<Scanner> preview;
+  std::string path;  // OUT/<stem>_preview.png
+};
+
+// The crop command's picture for one scan: the segmentation the fit used, filled; the atlas (mean masks mapped by the
+// fit) outlined for the classes the fit saw; every region's crop box (its margin and --pad / --z-only as cropped)
+// outlined and named, and an axial slice through each; the orientation found, the fit Dice, the segmentation's
+// source and the fit's warnings in the band. A refused fit (Fit::refusal) is drawn as such: red frame, the reason,
+// its atlas outline where a transform was found, no boxes.
+CropPicture render_crop_preview(const Scan& scan, const Segmentation& segmentation, const Fit& fit,
+                                const std::vector<Region>& regions, const CropRequest& request,
+                                const AtlasModel& atlas);
 
 }  // namespace ctarr

@@ -36,6 +36,20 @@ inline constexpr const char* kRegionMissed = "region_missed_scan";  // no box me
 inline constexpr const char* kLabelTouchesFace = "label_touches_box_face";  // dataset mode: a label is cut by a box
 }  // namespace warning_code
 
+// The --preview picture (preview.hpp) and where its views lie, in pixels (columns from the left, rows from the top),
+// for tools that read it. Display pixels are pixel_mm squares of the scan's canonical grid.
+struct PreviewRecord {
+  std::string file;  // relative to the record's folder
+  double pixel_mm = 0.0;
+  int views_top = 0, coronal_left = 0, sagittal_left = 0;
+  struct Axial {
+    std::string label;
+    int left = 0, top = 0;
+    std::int64_t display_k = 0;  // the slice of the display grid shown
+  };
+  std::vector<Axial> axial;
+};
+
 struct CropRecord {
   std::string case_id;        // batch case ("" for a single crop: the input's stem)
   std::string input;
@@ -57,6 +71,7 @@ struct CropRecord {
   std::vector<std::string> warning_codes;  // distinct warning_code values, in order of first appearance
   std::string label_input;                 // dataset mode: the case's label map ("" when none)
   std::vector<LabelKept> labels;           // dataset mode: per label value, kept by the written boxes
+  std::optional<PreviewRecord> preview;    // --preview
 };
 
 // The record as JSON: geometry in LPS mm, index boxes [start, end) in the input grid, transforms with their
@@ -93,6 +108,8 @@ struct CropSummary {
   std::vector<LabelKept> labels;  // dataset mode with labels
   std::vector<std::string> warnings;
   std::vector<std::string> warning_codes;
+  // --preview: the picture, relative to the record's folder; for a case whose fit was refused, the path written
+  std::string preview;
 };
 
 // The summary row of a record as written (status "ok").

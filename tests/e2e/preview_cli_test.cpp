@@ -59,20 +59,25 @@ TEST(CropPreview, PictureShowsTheCropBoxWhereTheRecordPutsIt) {
   const std::array<std::int64_t, 3> start{box.at("start")[0], box.at("start")[1], box.at("start")[2]};
   const std::array<std::int64_t, 3> end{box.at("end")[0], box.at("end")[1], box.at("end")[2]};
 
+  // the record says where the picture is and where its views lie
+  const auto& preview = record.at("preview");
+  ASSERT_EQ(preview.at("file"), "ct_preview.png");
+  ASSERT_EQ(record.at("summary").at("preview"), "ct_preview.png");
   const DecodedPng png = decode_png(read_file_bytes(dir.file("out/ct_preview.png")));
   // Display pixels: the atlas is 322 voxels of 3 mm tall, under the 400-pixel minimum, so every voxel is split in
-  // f = 2 (1.5 mm pixels); views of f n[0] x f n[2] and f n[1] x f n[2] pixels at the bottom, coronal at the left.
+  // f = 2 (1.5 mm pixels); views of f n[0] x f n[2] and f n[1] x f n[2] pixels, coronal at the left.
   constexpr std::int64_t f = 2;
+  ASSERT_DOUBLE_EQ(preview.at("pixel_mm").get<double>(), 1.5);
+  const std::int64_t top = preview.at("views").at("top"), cor = preview.at("views").at("coronal_left");
   ASSERT_GE(png.width, static_cast<std::uint32_t>(f * (n[0] + n[1])));
-  ASSERT_GT(png.height, static_cast<std::uint32_t>(f * n[2]));
-  const auto top = static_cast<std::int64_t>(png.height) - f * n[2];
+  ASSERT_GT(png.height, static_cast<std::uint32_t>(top + f * n[2]));
   auto pixel = [&](std::int64_t column, std::int64_t row) {
     const std::size_t at = 3 * (static_cast<std::size_t>(row) * png.width + static_cast<std::size_t>(column));
     return std::array<int, 3>{png.rgb[at], png.rgb[at + 1], png.rgb[at + 2]};
   };
   // canonical i = n - 1 - stored i: the crop's voxels span canonical columns n - end .. n - 1 - start, i.e.
   // display columns f (n - end) .. f (n - start) - 1; display row of display k: f n_k - 1 - k
-  const std::int64_t left = f * (n[0] - end[0]), right = f * (n[0] - start[0]) - 1;
+  const std::int64_t left = cor + f * (n[0] - end[0]), right = cor + f * (n[0] - start[0]) - 1;
   const std::int64_t bottom = top + f * n[2] - 1 - f * start[2], upper = top + f * n[2] - f * end[2];
   const std::int64_t row_mid = (bottom + upper) / 2;
   const std::array<int, 3> yellow{255, 235, 0};
@@ -84,7 +89,58 @@ TEST(CropPreview, PictureShowsTheCropBoxWhereTheRecordPutsIt) {
   EXPECT_EQ(pixel((left + right) / 2, upper), yellow) << "top edge";
   EXPECT_NE(pixel((left + right) / 2, upper - 1), yellow);
   // the liver is on the patient's right: its box's centre in the left half of the coronal view
-  EXPECT_LT(left + right, f * n[0]) << "columns " << left << ".." << right << " of " << f * n[0];
+  EXPECT_LT(left + right - 2 * cor, f * n[0]) << "columns " << left << ".." << right << " of " << f * n[0];
+
+  // the axial slice through the box's centre, below the views, shows the box's left and right faces
+  const auto& axial = preview.at("axial_slices");
+  ASSERT_EQ(axial.size(), 1u);
+  EXPECT_EQ(axial[0].at("label"), "liver");
+  const std::int64_t a_left = axial[0].at("left"), a_top = axial[0].at("top"), k = axial[0].at("display_k");
+  EXPECT_GE(a_top, top + f * n[2]);
+  EXPECT_NEAR(static_cast<double>(k), f * (start[2] + end[2]) / 2.0, 2.0);
+  // canonical j = n - 1 - stored j: the box's rows in the panel are f (n - end) .. f (n - start) - 1
+  const std::int64_t j_mid = f * (2 * n[1] - start[1] - end[1]) / 2;
+  EXPECT_EQ(pixel(a_left + left - cor, a_top + j_mid), yellow);
+  EXPECT_EQ(pixel(a_left + right - cor, a_top + j_mid), yellow);
+}
+
+// A refused fit is the case where the picture matters most: with --preview it is written (framed in red, saying
+// why), kept when the case fails, and named in the batch summary and on the QA page. Case b's segmentation is empty
+// (no anatomy: no transform); case a is fitted.
+TEST(CropPreview, ARefusedFitStillGetsItsPictureAndTheSummaryNamesIt) {
+  const AtlasModel atlas = load_atlas(repo_dir() + "/atlas");
+  TempDir dir;
+  write_mirrored_atlas_scan(atlas, dir);
+  std::filesystem::create_directories(dir.file("segs"));
+  std::filesystem::copy_file(dir.file("ct.nii.gz"), dir.file("a.nii.gz"));
+  std::filesystem::copy_file(dir.file("ct.nii.gz"), dir.file("b.nii.gz"));
+  std::filesystem::copy_file(dir.file("seg.nii.gz"), dir.file("segs/a.nii.gz"));
+  Image<std::uint8_t> empty(read_scan(dir.file("seg.nii.gz")).image.grid, 0);
+  write_image(empty, dir.file("segs/b.nii.gz"));
+  std::string out;
+  EXPECT_EQ(run_command(ctarr_binary() + " crop --preview --region liver --seg-dir " + dir.file("segs") + " " +
+                            dir.file("a.nii.gz") + " " + dir.file("b.nii.gz") + " -o " + dir.file("out"),
+                        &out),
+            9)
+      << out;
+  ASSERT_TRUE(std::filesystem::exists(dir.file("out/a_preview.png"))) << out;
+  ASSERT_TRUE(std::filesystem::exists(dir.file("out/b_preview.png"))) << out;
+  EXPECT_NE(out.find("the picture of the refused fit: " + dir.file("out/b_preview.png")), std::string::npos) << out;
+  const DecodedPng png = decode_png(read_file_bytes(dir.file("out/b_preview.png")));
+  const std::array<int, 3> red{255, 60, 60};
+  EXPECT_EQ((std::array<int, 3>{png.rgb[0], png.rgb[1], png.rgb[2]}), red) << "the red frame";
+  const auto summary = nlohmann::json::parse(read_file_bytes(dir.file("out/summary.json")));
+  int failed = 0;
+  for (const auto& row : summary.at("cases")) {
+    if (row.at("case") != "b") continue;
+    ++failed;
+    EXPECT_EQ(row.at("status"), "failed");
+    EXPECT_EQ(row.at("error_code"), 6);
+    EXPECT_EQ(row.at("preview"), dir.file("out/b_preview.png"));
+  }
+  EXPECT_EQ(failed, 1) << summary.dump(1);
+  EXPECT_NE(read_file_bytes(dir.file("out/summary.html")).find("b_preview.png"), std::string::npos)
+      << "the QA page links the refused fit's picture";
 }
 
 // A case that fails leaves nothing behind, its preview included: here its crop file exists from another run (exit 7).

@@ -6,6 +6,8 @@
 
 #include <gtest/gtest.h>
 
+#include <algorithm>
+#include <cmath>
 #include <functional>
 
 namespace ctarr::test {
@@ -223,6 +225,191 @@ TEST(ScanPreview, TextIsWrittenInTheTopLeftCorner) {
     for (int c = 0; c < 60; ++c) ink += p.image.pixel(c, r)[0] > 200;
   EXPECT_GT(ink, 40);
   EXPECT_GE(p.image.width, 9 * 6) << "wide enough for the text";
+}
+
+// ---- overlays: segmentation, smooth atlas outline, box names, axial slices, refused fits ------------------------
+
+// Soft masks on a 3 mm grid over grid_2mm()'s extent, stored mirrored in x (direction diag(-1, 1, 1)), with class c
+// set to 1 where inside(x).
+MultiChannelImage<Scanner> masks_3mm(int c, const std::function<bool(const Eigen::Vector3d&)>& inside) {
+  Grid<Scanner> g;
+  g.size = Index3{{34, 27, 40}};
+  g.spacing = Eigen::Vector3d::Constant(3.0);
+  g.direction = Eigen::Vector3d(-1, 1, 1).asDiagonal();
+  g.origin = Eigen::Vector3d(99, 0, 0);
+  MultiChannelImage<Scanner> m(g, kNumClasses, 0.0f);
+  for (std::int64_t k = 0; k < g.size[2]; ++k)
+    for (std::int64_t j = 0; j < g.size[1]; ++j)
+      for (std::int64_t i = 0; i < g.size[0]; ++i)
+        if (inside(g.to_world(Index3{{i, j, k}}).mm)) m.channel(c)[g.linear(Index3{{i, j, k}})] = 1.0f;
+  return m;
+}
+
+TEST(ScanPreview, SegmentationIsFilledInItsClassColourWhereItIs) {
+  const int liver = 14;
+  // liver: x 30..60 (patient's right of the 0..98 mm scan), y 20..50, z 40..80
+  const MultiChannelImage<Scanner> seg = masks_3mm(liver, [](const Eigen::Vector3d& x) {
+    return x.x() > 30 && x.x() < 60 && x.y() > 20 && x.y() < 50 && x.z() > 40 && x.z() < 80;
+  });
+  const Image<float> scan = sample(grid_2mm(), [](const Eigen::Vector3d&) { return 40.0f; });
+  PreviewOverlay overlay;
+  overlay.segmentation = &seg;
+  const Preview<Scanner> p = render_scan_preview(scan, overlay, two_mm());
+  EXPECT_EQ(p.legend_classes, std::vector<int>{liver});
+  const int row_mid = p.views_top + 59 - 30;  // z 60
+  const Rgb in_cor = p.image.pixel(p.coronal_left + 22, row_mid);  // x 44
+  const Rgb in_sag = p.image.pixel(p.sagittal_left + 17, row_mid);  // y 34
+  EXPECT_FALSE(grey(in_cor));
+  EXPECT_EQ(in_cor, in_sag);
+  EXPECT_GT(in_cor[0], in_cor[2]) << "liver brown: more red than blue";
+  EXPECT_TRUE(grey(p.image.pixel(p.coronal_left + 10, row_mid))) << "x 20: outside the liver";
+  EXPECT_TRUE(grey(p.image.pixel(p.coronal_left + 40, row_mid))) << "x 80";
+  EXPECT_TRUE(grey(p.image.pixel(p.coronal_left + 22, p.views_top + 59 - 10))) << "z 20";
+  EXPECT_TRUE(grey(p.image.pixel(p.sagittal_left + 30, row_mid))) << "y 60";
+}
+
+// An atlas whose class 0 is a sphere of radius 20 mm with a soft edge (a 1 mm-per-0.1 ramp, like a mean mask),
+// on 4 mm voxels. `c1_offset`: class 1 is the same sphere moved by it.
+MultiChannelImage<Atlas> sphere_atlas(const Eigen::Vector3d& c1_offset = Eigen::Vector3d(1000, 0, 0)) {
+  Grid<Atlas> ag;
+  ag.size = Index3{{30, 30, 30}};
+  ag.spacing = Eigen::Vector3d::Constant(4.0);
+  ag.origin = Eigen::Vector3d::Constant(-58.0);
+  MultiChannelImage<Atlas> atlas(ag, kNumClasses, 0.0f);
+  for (std::int64_t k = 0; k < 30; ++k)
+    for (std::int64_t j = 0; j < 30; ++j)
+      for (std::int64_t i = 0; i < 30; ++i) {
+        const Eigen::Vector3d x = ag.to_world(Index3{{i, j, k}}).mm;
+        const auto ramp = [](double r) { return static_cast<float>(std::clamp(0.5 + (20.0 - r) / 10.0, 0.0, 1.0)); };
+        atlas.channel(0)[ag.linear(Index3{{i, j, k}})] = ramp(x.norm());
+        atlas.channel(1)[ag.linear(Index3{{i, j, k}})] = ramp((x - c1_offset).norm());
+      }
+  return atlas;
+}
+
+TEST(ScanPreview, AtlasOutlineIsSmoothAtTheDisplayResolution) {
+  // 1 mm display pixels over a 4 mm atlas: the 0.5 line of the projected sphere is its 20 mm circle, and every
+  // outline pixel lies within one pixel of it (looking the atlas up voxel by voxel gives 4 mm stairs)
+  const MultiChannelImage<Atlas> atlas = sphere_atlas();
+  PreviewOverlay overlay;
+  overlay.atlas_masks = &atlas;
+  Eigen::Affine3d fit = Eigen::Affine3d::Identity();
+  fit.translation() = Eigen::Vector3d(-50, -40, -60);  // scanner (50, 40, 60) -> atlas origin
+  overlay.scanner_to_atlas = Affine<Scanner, Atlas>(fit);
+  overlay.atlas_classes = {0};
+  const Image<float> scan = sample(grid_2mm(), [](const Eigen::Vector3d&) { return 0.0f; });
+  PreviewOptions o;
+  o.pixel_mm = 1.0;
+  const Preview<Scanner> p = render_scan_preview(scan, overlay, o);
+  ASSERT_EQ(p.display_grid.size, Index3({{100, 80, 120}}));
+  int outline = 0;
+  double worst = 0.0;
+  std::vector<bool> angle_hit(36, false);
+  for (int row = 0; row < 120; ++row)
+    for (int c = 0; c < 100; ++c) {
+      if (grey(p.image.pixel(p.coronal_left + c, p.views_top + row))) continue;
+      ++outline;
+      // display pixel centre, mm from the scan's first corner (-1, ., -1): x = c + 0.5 - 1, z = 120 - row - 0.5 - 1
+      const double dx = c - 0.5 - 50.0, dz = 118.5 - row - 60.0;
+      worst = std::max(worst, std::abs(std::hypot(dx, dz) - 20.0));
+      angle_hit[static_cast<std::size_t>(std::floor((std::atan2(dz, dx) + M_PI) / (2 * M_PI) * 36.0)) % 36] = true;
+    }
+  EXPECT_GT(outline, 100);
+  EXPECT_LE(worst, 1.5) << "outline pixels off the 20 mm circle";
+  EXPECT_EQ(std::count(angle_hit.begin(), angle_hit.end(), true), 36) << "a closed line";
+  EXPECT_EQ(p.legend_classes, std::vector<int>{0});
+}
+
+TEST(ScanPreview, AtlasOutlineOnlyForTheClassesAsked) {
+  const MultiChannelImage<Atlas> atlas = sphere_atlas(Eigen::Vector3d(0, 0, 0));  // class 1 where class 0 is
+  PreviewOverlay overlay;
+  overlay.atlas_masks = &atlas;
+  Eigen::Affine3d fit = Eigen::Affine3d::Identity();
+  fit.translation() = Eigen::Vector3d(-50, -40, -60);
+  overlay.scanner_to_atlas = Affine<Scanner, Atlas>(fit);
+  const Image<float> scan = sample(grid_2mm(), [](const Eigen::Vector3d&) { return 0.0f; });
+  overlay.atlas_classes = {1};
+  const Preview<Scanner> only1 = render_scan_preview(scan, overlay, two_mm());
+  overlay.atlas_classes = {0};
+  const Preview<Scanner> only0 = render_scan_preview(scan, overlay, two_mm());
+  // the same circle, in each class's own colour: the first outline pixel of the row through its centre (z 60)
+  const int row = only0.views_top + 59 - 30;
+  auto first_outline = [&](const Preview<Scanner>& p) {
+    for (int c = 0; c < 50; ++c)
+      if (!grey(p.image.pixel(p.coronal_left + c, row))) return c;
+    return -1;
+  };
+  const int c0 = first_outline(only0), c1 = first_outline(only1);
+  ASSERT_GE(c0, 13);  // x 26..32: the 20 mm circle about x 50
+  ASSERT_LE(c0, 16);
+  EXPECT_EQ(c0, c1);
+  EXPECT_NE(only0.image.pixel(only0.coronal_left + c0, row), only1.image.pixel(only1.coronal_left + c1, row));
+  EXPECT_EQ(only1.legend_classes, std::vector<int>{1});
+}
+
+TEST(ScanPreview, EachBoxIsNamedJustAboveItsTopEdge) {
+  const Image<float> scan = sample(grid_2mm(), [](const Eigen::Vector3d&) { return -1000.0f; });
+  PreviewOverlay overlay;
+  overlay.boxes.push_back(PreviewBox{"liver", Box<Scanner>{Point<Scanner>{{19, 29, 39}}, Point<Scanner>{{41, 51, 81}}}});
+  const Preview<Scanner> p = render_scan_preview(scan, overlay, two_mm());
+  const int top = p.views_top;
+  int ink = 0;  // the name, in the box's colour, in the rows above the top edge (row 19)
+  for (int row = top + 19 - 9; row < top + 19; ++row)
+    for (int c = 10; c < 10 + 5 * 6; ++c) ink += p.image.pixel(p.coronal_left + c, row) == kFirstBoxColour;
+  EXPECT_GT(ink, 10);
+}
+
+TEST(ScanPreview, AxialSliceThroughTheBoxCentreShowsTheScanTheBoxAndTheSegmentation) {
+  // soft tissue (40 HU) everywhere; a bright rod at the patient's right front (x < 20, y < 16); the box's centre at
+  // z 60 (display k 30)
+  const Image<float> scan = sample(grid_2mm(), [](const Eigen::Vector3d& x) {
+    return x.x() < 20 && x.y() < 16 ? 1000.0f : 40.0f;
+  });
+  const MultiChannelImage<Scanner> seg = masks_3mm(14, [](const Eigen::Vector3d& x) {
+    return x.x() > 50 && x.x() < 80 && x.y() > 40 && x.y() < 70;
+  });
+  PreviewOverlay overlay;
+  overlay.segmentation = &seg;
+  overlay.axial_slices = true;
+  overlay.boxes.push_back(PreviewBox{"liver", Box<Scanner>{Point<Scanner>{{19, 29, 39}}, Point<Scanner>{{41, 51, 81}}}});
+  const Preview<Scanner> p = render_scan_preview(scan, overlay, two_mm());
+  ASSERT_EQ(p.axial.size(), 1u);
+  const AxialPanel& a = p.axial[0];
+  EXPECT_EQ(a.label, "liver");
+  EXPECT_EQ(a.k, 30);
+  EXPECT_GE(a.top, p.views_top + 60) << "below the projections";
+  auto px = [&](int i, int j) { return p.image.pixel(a.left + i, a.top + j); };
+  EXPECT_EQ(px(30, 4), (Rgb{128, 128, 128})) << "40 HU in the middle of the [-160, 240] window";
+  EXPECT_EQ(px(4, 4), (Rgb{255, 255, 255})) << "the rod: top left is the patient's right front";
+  EXPECT_FALSE(grey(px(32, 27))) << "x 64, y 54: the segmentation";
+  // box: i 10..20, j 15..25
+  EXPECT_EQ(px(10, 20), kFirstBoxColour);
+  EXPECT_EQ(px(20, 20), kFirstBoxColour);
+  EXPECT_EQ(px(15, 15), kFirstBoxColour);
+  EXPECT_EQ(px(15, 25), kFirstBoxColour);
+  EXPECT_NE(px(15, 20), kFirstBoxColour);
+}
+
+TEST(ScanPreview, ARefusedFitIsFramedInRedAndSaysWhy) {
+  const Image<float> scan = sample(grid_2mm(), [](const Eigen::Vector3d&) { return -1000.0f; });
+  PreviewOverlay overlay;
+  overlay.refused = "the atlas fit failed (Dice 0.12 < 0.25)";
+  overlay.warnings = {"low fit Dice"};
+  const Preview<Scanner> p = render_scan_preview(scan, overlay);
+  const Rgb red{255, 60, 60}, orange{255, 170, 60};
+  EXPECT_EQ(p.image.pixel(0, 0), red);
+  EXPECT_EQ(p.image.pixel(p.image.width - 1, p.image.height - 1), red);
+  EXPECT_GT(p.coronal_left, 0) << "the views sit inside the frame";
+  int red_ink = 0, orange_ink = 0;
+  for (int r = 0; r < p.views_top; ++r)
+    for (int c = 8; c < p.image.width - 8; ++c) {
+      red_ink += p.image.pixel(c, r) == red;
+      orange_ink += p.image.pixel(c, r) == orange;
+    }
+  EXPECT_GT(red_ink, 200) << "FIT REFUSED and the reason";
+  EXPECT_GT(orange_ink, 20) << "the warning";
+  PreviewOverlay fine;
+  EXPECT_NE(render_scan_preview(scan, fine).image.pixel(0, 0), red);
 }
 
 // ---- heatmap preview ----------------------------------------------------------------------------------------
