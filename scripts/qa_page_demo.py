@@ -4,9 +4,10 @@
 
 Builds an nnU-Net-style dataset from the CTs in ../shared/data (TotalSegmentator example and subjects s0002, s0003,
 s0009; CC BY 4.0): imagesTr/<case>_0000.nii.gz, labelsTr/<case>.nii.gz holding the liver (1) only, and a folder of
-19-class label maps (build-data/labels19, scripts/prepare_label_maps.py) for --seg-dir. Two cases are made to go
+19-class label maps (build-data/labels19, scripts/prepare_label_maps.py) for --seg-dir. Three cases are made to go
 wrong: `example_rot90` has its voxel array turned 90 degrees in-plane with the header kept (a lying header, which the
-fit must find), `example_truncated` is the example CT cut to its first 40 KB (unreadable: exit 3). Then
+fit must find), `example_truncated` is the example CT cut to its first 40 KB (unreadable: exit 3), and
+`example_no_anatomy` comes with an empty segmentation (the fit is refused: exit 6, and its picture says so). Then
 
     ctarr crop --dataset D --seg-dir S --region liver --preview -o OUT
 
@@ -70,6 +71,12 @@ def main(argv=None):
     (ds / "imagesTr" / "example_truncated_0000.nii.gz").write_bytes(whole[:40000])
     (ds / "labelsTr" / "example_truncated.nii.gz").write_bytes((ds / "labelsTr" / "example.nii.gz").read_bytes())
     (segs / "example_truncated.nii.gz").write_bytes((segs / "example.nii.gz").read_bytes())
+    for sub in ("imagesTr", "labelsTr"):
+        src = ds / sub / ("example_0000.nii.gz" if sub == "imagesTr" else "example.nii.gz")
+        dst = ds / sub / ("example_no_anatomy_0000.nii.gz" if sub == "imagesTr" else "example_no_anatomy.nii.gz")
+        dst.write_bytes(src.read_bytes())
+    ct = nib.load(str(sources["example"]))
+    save(np.zeros(ct.shape, np.uint8), ct.affine, None, segs / "example_no_anatomy.nii.gz")
 
     cmd = [args.ctarr, "crop", "--dataset", str(ds), "--seg-dir", str(segs), "--region", "liver", "--preview",
            "-o", str(crops)]

@@ -240,17 +240,26 @@ void draw_box(RgbImage& img, const Layout& l, const Grid<Scanner>& grid, const E
   draw_rect(img, l.sagittal_left, static_cast<int>(m[1]), l.top, m[2], r.lo[1], r.hi[1], r.lo[2], r.hi[2], colour);
 }
 
-// The box's name just above its top edge in the coronal view (inside the box when the edge is at the view's top).
+// The box's name just above its top edge in the coronal view (inside the box when the edge is at the view's top),
+// moved down past the names already written (`taken`: their rectangles, left, top, right, bottom).
 void draw_box_label(RgbImage& img, const Layout& l, const Grid<Scanner>& grid, const Eigen::Vector3d& lower,
-                    const Eigen::Vector3d& upper, const std::string& label, Rgb colour) {
+                    const Eigen::Vector3d& upper, const std::string& label, Rgb colour,
+                    std::vector<std::array<int, 4>>& taken) {
   const PixelRange r = pixel_range(grid, lower, upper);
   const Index3& m = grid.size;
   if (r.hi[0] < r.lo[0] || r.hi[2] < r.lo[2] || r.hi[0] < 0 || r.lo[0] >= m[0] || r.hi[2] < 0 || r.lo[2] >= m[2]) return;
   const int col = l.coronal_left + static_cast<int>(std::clamp<std::int64_t>(r.lo[0], 0, m[0] - 1)) + 1;
   const int edge = l.top + static_cast<int>(m[2] - 1 - std::min(r.hi[2], m[2] - 1));
-  const int h = 7 * l.scale;
-  const int row = edge - 2 - h >= l.top ? edge - 2 - h : edge + 3;
+  const int h = 7 * l.scale, w = text_width(label, l.scale);
+  int row = edge - 2 - h >= l.top ? edge - 2 - h : edge + 3;
+  auto overlaps = [&](int top) {
+    for (const auto& t : taken)
+      if (col - 1 <= t[2] && col + w >= t[0] && top - 1 <= t[3] && top + h >= t[1]) return true;
+    return false;
+  };
+  while (overlaps(row) && row + h < l.top + static_cast<int>(m[2])) row += h + 3;
   draw_label(img, col, row, label, colour, l.scale);
+  taken.push_back({col - 1, row - 1, col + w, row + h});
 }
 
 // Fills each view's pixels half-transparently in the colour of the class most voxels along the ray belong to.
@@ -467,8 +476,9 @@ Preview<Scanner> render_scan_preview(const Image<float>& scan_hu, const PreviewO
   if (seg) fill_segmentation(out.image, l, d.grid, *seg, seg_views);
   if (atlas) draw_atlas_outline(out.image, l, d.grid, *atlas);
   for (const PreviewBox& b : overlay.boxes) draw_box(out.image, l, d.grid, b.box.lower.mm, b.box.upper.mm, colours[b.label]);
+  std::vector<std::array<int, 4>> labels_taken;
   for (const PreviewBox& b : overlay.boxes)
-    draw_box_label(out.image, l, d.grid, b.box.lower.mm, b.box.upper.mm, b.label, colours[b.label]);
+    draw_box_label(out.image, l, d.grid, b.box.lower.mm, b.box.upper.mm, b.label, colours[b.label], labels_taken);
   AxialContent content;
   content.segmentation = seg ? &*seg : nullptr;
   content.atlas = overlay.atlas_masks;

@@ -58,8 +58,8 @@ void register_crop(CLI::App& app, int& exit_code) {
   cmd->add_option("--target-spacing", *spacing, "Resample crops to SX,SY,SZ mm (linear; labels nearest)");
   cmd->add_flag("--z-only", req->crop.z_only, "Crop along the superior-inferior axis only");
   cmd->add_flag("--preview", req->preview,
-                "Also write <stem>_preview.png: coronal and sagittal projections with the atlas outline and the crop "
-                "boxes");
+                "Also write <stem>_preview.png: projections and axial slices with the segmentation, the fitted atlas "
+                "and the crop boxes (also for a refused fit)");
   cmd->add_option("--format", req->extension, "Crop file type: .nii.gz, .nii, .nrrd, .mha")->capture_default_str();
   cmd->add_option("--shard", *shard, "Process part I of N of the sorted cases (0-based: 0/4 .. 3/4), for job arrays");
   cmd->add_flag("--overwrite", req->overwrite,
