@@ -82,6 +82,17 @@ TEST(Png, EmptyPictureIsRefused) { EXPECT_THROW(encode_png(RgbImage()), Error); 
 
 // ---- scan preview -------------------------------------------------------------------------------------------
 
+// The atlas outlined through a fit that puts the scan's point (50, 40, 60) mm (the middle of grid_2mm()) at the
+// atlas origin.
+PreviewOverlay atlas_overlay(const MultiChannelImage<Atlas>& atlas) {
+  PreviewOverlay overlay;
+  overlay.atlas_masks = &atlas;
+  Eigen::Affine3d fit = Eigen::Affine3d::Identity();
+  fit.translation() = Eigen::Vector3d(-50, -40, -60);
+  overlay.scanner_to_atlas = Affine<Scanner, Atlas>(fit);
+  return overlay;
+}
+
 // One display pixel per 2 mm voxel of grid_2mm().
 PreviewOptions two_mm() {
   PreviewOptions o;
@@ -182,11 +193,7 @@ TEST(ScanPreview, AtlasOutlineFollowsTheFit) {
       for (std::int64_t i = 0; i < 30; ++i)
         if ((ag.to_world(Index3{{i, j, k}}).mm.array().abs() < 20.0).all())
           atlas.channel(0)[ag.linear(Index3{{i, j, k}})] = 1.0f;
-  PreviewOverlay overlay;
-  overlay.atlas_masks = &atlas;
-  Eigen::Affine3d fit = Eigen::Affine3d::Identity();
-  fit.translation() = Eigen::Vector3d(-50, -40, -60);
-  overlay.scanner_to_atlas = Affine<Scanner, Atlas>(fit);
+  PreviewOverlay overlay = atlas_overlay(atlas);
   const Image<float> scan = sample(grid_2mm(), [](const Eigen::Vector3d&) { return 0.0f; });
   const Preview<Scanner> p = render_scan_preview(scan, overlay, two_mm());
   // cube in scanner mm: x 31..69 (i 16..34), z 41..79 (k 21..39 -> rows 38..20); middle row k 30 -> row 29
@@ -291,11 +298,7 @@ TEST(ScanPreview, AtlasOutlineIsSmoothAtTheDisplayResolution) {
   // 1 mm display pixels over a 4 mm atlas: the 0.5 line of the projected sphere is its 20 mm circle, and every
   // outline pixel lies within one pixel of it (looking the atlas up voxel by voxel gives 4 mm stairs)
   const MultiChannelImage<Atlas> atlas = sphere_atlas();
-  PreviewOverlay overlay;
-  overlay.atlas_masks = &atlas;
-  Eigen::Affine3d fit = Eigen::Affine3d::Identity();
-  fit.translation() = Eigen::Vector3d(-50, -40, -60);  // scanner (50, 40, 60) -> atlas origin
-  overlay.scanner_to_atlas = Affine<Scanner, Atlas>(fit);
+  PreviewOverlay overlay = atlas_overlay(atlas);
   overlay.atlas_classes = {0};
   const Image<float> scan = sample(grid_2mm(), [](const Eigen::Vector3d&) { return 0.0f; });
   PreviewOptions o;
@@ -322,11 +325,7 @@ TEST(ScanPreview, AtlasOutlineIsSmoothAtTheDisplayResolution) {
 
 TEST(ScanPreview, AtlasOutlineOnlyForTheClassesAsked) {
   const MultiChannelImage<Atlas> atlas = sphere_atlas(Eigen::Vector3d(0, 0, 0));  // class 1 where class 0 is
-  PreviewOverlay overlay;
-  overlay.atlas_masks = &atlas;
-  Eigen::Affine3d fit = Eigen::Affine3d::Identity();
-  fit.translation() = Eigen::Vector3d(-50, -40, -60);
-  overlay.scanner_to_atlas = Affine<Scanner, Atlas>(fit);
+  PreviewOverlay overlay = atlas_overlay(atlas);
   const Image<float> scan = sample(grid_2mm(), [](const Eigen::Vector3d&) { return 0.0f; });
   overlay.atlas_classes = {1};
   const Preview<Scanner> only1 = render_scan_preview(scan, overlay, two_mm());
