@@ -2,7 +2,8 @@
 # The preview pictures in docs/images/ (docs/CLI.md, "Pictures"), from the repository root:
 #   scripts/preview_examples.sh [WORKDIR]
 # Needs build/bin/ctarr, /usr/bin/python3 with numpy and nibabel, and ../shared/data for s0009 (skipped without it).
-# CTARR_BEFORE=<an older ctarr binary> also makes preview_before_example.png with it.
+# CTARR_BEFORE=<an older ctarr binary> also makes the preview_before_*.png pictures with it (those in docs/images/
+# came from commit eb9dda7, the last with the old picture).
 set -euo pipefail
 ctarr=${CTARR:-build/bin/ctarr}
 work=${1:-build/preview_examples}
@@ -25,6 +26,11 @@ if [[ -d "$s0009" ]]; then
   "$ctarr" crop --overwrite --preview --region liver --region kidneys --seg "$s0009/segmentations" "$s0009/ct.nii.gz" \
     -o "$work/s0009"
   cp "$work/s0009/ct_preview.png" "$images/preview_after_s0009_seg.png"
+  if [[ -n "${CTARR_BEFORE:-}" ]]; then
+    "$CTARR_BEFORE" crop --overwrite --preview --region liver --region kidneys --seg "$s0009/segmentations" \
+      "$s0009/ct.nii.gz" -o "$work/before_s0009"
+    cp "$work/before_s0009/ct_preview.png" "$images/preview_before_s0009_seg.png"
+  fi
 else
   echo "skipping s0009: $s0009 is absent" >&2
 fi
