@@ -255,7 +255,12 @@ std::vector<CropSummary> crop_case(Pipeline& pipeline, const DatasetCase& c, con
     const CropPicture picture = render_crop_preview(scan, seg, fit, regions, request, pipeline.atlas());
     std::error_code ec;
     fs::create_directories(fs::path(picture.path).parent_path(), ec);
-    write_png(picture.preview.image, picture.path);
+    try {
+      write_png(picture.preview.image, picture.path);
+    } catch (const Error& e) {  // the case fails for its fit, not for its picture
+      log_warn(input + ": " + e.what());
+      throw Error(ErrorCode::FitFailed, fit.refusal);
+    }
     files.keep_on_failure(picture.path);
     throw Error(ErrorCode::FitFailed, fit.refusal + "; the picture of the refused fit: " + picture.path);
   }
