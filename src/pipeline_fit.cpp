@@ -201,6 +201,7 @@ NetworkFit Pipeline::segment_and_fit(const Scan& scan, const std::function<void(
     if (pass.error.empty()) {
       pass.dice = candidate.fit.refined.dice;
       pass.classes = static_cast<int>(candidate.fit.initial.classes_seen.size());
+      pass.orientation = candidate.fit.initial.orientation;
       pass.score = pass_score(pass);
     }
     passes.push_back(pass);

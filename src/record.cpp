@@ -372,6 +372,7 @@ std::string crop_record_json(const CropRecord& r) {
     for (const NetworkPass& p : r.network_passes) {
       json e = {{"turn", p.turn}, {"dice", p.dice}, {"classes", p.classes}, {"score", p.score}, {"kept", p.kept}};
       if (!p.error.empty()) e["error"] = p.error;
+      if (!p.orientation.empty()) e["orientation"] = p.orientation;
       passes.push_back(e);
     }
     j["fit"]["network_passes"] = passes;

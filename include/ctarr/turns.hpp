@@ -37,6 +37,7 @@ struct NetworkPass {
   std::string turn;     // orientation candidate the scan was shown to the network as ("identity": as stored)
   double dice = 0.0;    // fit Dice of this pass's segmentation (0 when its fit failed)
   int classes = 0;      // classes its fit used
+  std::string orientation;  // the orientation its fit found ("" when its fit failed)
   double score = 0.0;   // dice x classes: the passes are compared by this (Pipeline::segment_and_fit)
   std::string error;    // its fit's failure ("" when it fitted)
   bool kept = false;    // the pass the crop uses

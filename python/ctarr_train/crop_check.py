@@ -8,7 +8,8 @@ Per case and variant: the exit code, the orientation the fit found (it must undo
 labels, the kept fraction of the region's anatomy: labelled voxels inside the written index boxes / all labelled
 voxels of those classes. The labels are turned with the voxels, so they stay the truth. --quick: originals only.
 Also per row: how many network passes the fit tried (`passes`; more than one: the turned passes ran, see
-`ctarr crop --turned-passes-below`) and which one it kept (`kept_pass`).
+`ctarr crop --turned-passes-below`), which one it kept (`kept_pass`), and each pass's turn, the orientation its fit
+found, its fit Dice and classes (`network_passes`).
 """
 
 import argparse
@@ -115,6 +116,8 @@ def main(argv=None):
                     passes = rec.get("fit", {}).get("network_passes", [])
                     row["passes"] = len(passes)
                     row["kept_pass"] = next((p["turn"] for p in passes if p.get("kept")), None)
+                    row["network_passes"] = [{k: p[k] for k in ("turn", "orientation", "dice", "classes", "error")
+                                              if k in p} for p in passes]
                     if labels is not None:
                         row[f"kept_{r}"] = kept_fraction(rec, VARIANTS[v](labels), REGION_CLASSES[r])
                 if run.returncode != 0:

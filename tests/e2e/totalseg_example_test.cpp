@@ -77,7 +77,11 @@ TEST(TotalSegExample, NetworkFindsAVoxelArrayTurnedAgainstItsHeader) {
     const nlohmann::json& passes = record.at("fit").at("network_passes");
     ASSERT_GE(passes.size(), 2u) << "the as-stored pass alone was kept: " << passes.dump();
     int kept_passes = 0;
-    for (const nlohmann::json& p : passes) kept_passes += p.at("kept").get<bool>() ? 1 : 0;
+    for (const nlohmann::json& p : passes) {
+      if (!p.at("kept").get<bool>()) continue;
+      ++kept_passes;
+      EXPECT_EQ(p.at("orientation"), record.at("transform").at("orientation")) << "the kept pass's fit is the record's";
+    }
     EXPECT_EQ(kept_passes, 1);
     const double kept = fraction_kept(labels, ids, parse_crop_record(record_path, text));
     std::cout << region << ": " << 100.0 * kept << " % kept, orientation " << record.at("transform").at("orientation")
