@@ -185,9 +185,13 @@ NetworkFit Pipeline::segment_and_fit(const Scan& scan, const std::function<void(
     const bool as_stored = turn.name == "identity";  // orientation_candidates lists it first
     if (!as_stored) {
       const double dice = best ? best->fit.refined.dice : 0.0;
-      if (dice >= options_.turned_passes_below_dice) break;
+      // A translation-only fit (too few classes to search the orientation: a head, a heart-only CTA) trusts the
+      // header whatever its Dice: only the turned passes can check it.
+      const bool searched = best && best->fit.initial.searched;
+      if (options_.turned_passes_below_dice <= 0.0 || (dice >= options_.turned_passes_below_dice && searched)) break;
       if (passes.size() == 1)
-        log_info("fit Dice " + std::to_string(dice) + " < " + std::to_string(options_.turned_passes_below_dice) +
+        log_info((searched ? "fit Dice " + std::to_string(dice) + " < " + std::to_string(options_.turned_passes_below_dice)
+                           : std::string("orientation not searched (too few classes)")) +
                  ": running the network on the scan turned by each of the other " + std::to_string(turns.size() - 1) +
                  " orientation candidates (a lying header?)");
       if (between_passes) between_passes();

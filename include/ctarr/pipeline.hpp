@@ -44,7 +44,8 @@ struct PipelineOptions {
   LandmarkOptions landmarks;
   RefineOptions refine;
   double min_fit_dice = kMinFitDice;  // fit() refuses (FitFailed) below this; tests lower it to compare weak fits
-  // segment_and_fit: when the fit of the network's pass over the scan as stored has a Dice below this (or fails),
+  // segment_and_fit: when the fit of the network's pass over the scan as stored has a Dice below this (or fails, or
+  // saw too few classes to search the orientation),
   // the network runs again on the scan turned by the other orientation candidates (turns.hpp), one after the other
   // until a pass fits with a Dice of at least this, and the pass whose fit explains the most anatomy (Dice x
   // classes used) is kept. 0: never (one pass); above 1: every candidate.
