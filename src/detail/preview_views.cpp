@@ -94,26 +94,6 @@ std::vector<int> outlined_classes(const MultiChannelImage<Atlas>& atlas, const s
   return out;
 }
 
-std::vector<float> upsample(const std::vector<float>& in, std::int64_t w, std::int64_t h, std::int64_t out_w,
-                            std::int64_t out_h, double ratio) {
-  std::vector<float> out(static_cast<std::size_t>(out_w * out_h));
-  for (std::int64_t r = 0; r < out_h; ++r) {
-    const double z = std::clamp((static_cast<double>(r) + 0.5) * ratio - 0.5, 0.0, static_cast<double>(h - 1));
-    const auto z0 = static_cast<std::int64_t>(z);
-    const std::int64_t z1 = std::min(z0 + 1, h - 1);
-    const double fz = z - static_cast<double>(z0);
-    for (std::int64_t c = 0; c < out_w; ++c) {
-      const double x = std::clamp((static_cast<double>(c) + 0.5) * ratio - 0.5, 0.0, static_cast<double>(w - 1));
-      const auto x0 = static_cast<std::int64_t>(x);
-      const std::int64_t x1 = std::min(x0 + 1, w - 1);
-      const double fx = x - static_cast<double>(x0);
-      auto v = [&](std::int64_t xx, std::int64_t zz) { return static_cast<double>(in[static_cast<std::size_t>(zz * w + xx)]); };
-      out[static_cast<std::size_t>(r * out_w + c)] = static_cast<float>(
-          (1 - fz) * ((1 - fx) * v(x0, z0) + fx * v(x1, z0)) + fz * ((1 - fx) * v(x0, z1) + fx * v(x1, z1)));
-    }
-  }
-  return out;
-}
 
 AtlasViews atlas_views(const Grid<Scanner>& display, const MultiChannelImage<Atlas>& atlas,
                        const Affine<Scanner, Atlas>& scanner_to_atlas, const std::vector<int>& classes) {
@@ -122,7 +102,7 @@ AtlasViews atlas_views(const Grid<Scanner>& display, const MultiChannelImage<Atl
   const double s = display.spacing[0];
   const double sb = std::max(s, atlas.grid.spacing.minCoeff() / std::max(scanner_to_atlas.matrix().linear().norm() / std::sqrt(3.0), 1e-6));
   const Grid<Scanner> gb = sb > s * (1.0 + 1e-9) ? isotropic_grid(display, sb) : display;
-  const double ratio = s / gb.spacing[0];
+  const double sb_mm = gb.spacing[0];
   const Index3 n = gb.size, m = display.size;
   const auto nc = classes.size();
   const auto ni = static_cast<std::size_t>(n[0]), nj = static_cast<std::size_t>(n[1]), nk = static_cast<std::size_t>(n[2]);
@@ -147,8 +127,9 @@ AtlasViews atlas_views(const Grid<Scanner>& display, const MultiChannelImage<Atl
       }
   });
   for (std::size_t c = 0; c < nc; ++c) {
-    out.coronal.push_back(upsample(cor[c], n[0], n[2], m[0], m[2], ratio));
-    out.sagittal.push_back(upsample(sag[c], n[1], n[2], m[1], m[2], ratio));
+    // sb >= s: resample_view enlarges bilinearly, pixel centres aligned from the shared first corner
+    out.coronal.push_back(resample_view(cor[c], n[0], n[2], sb_mm, sb_mm, m[0], m[2], s));
+    out.sagittal.push_back(resample_view(sag[c], n[1], n[2], sb_mm, sb_mm, m[1], m[2], s));
   }
   return out;
 }

@@ -179,9 +179,6 @@ struct AtlasViews {
   std::vector<std::vector<float>> coronal, sagittal;  // [class][k][i], [class][k][j] on the display grid
 };
 
-std::vector<float> upsample(const std::vector<float>& in, std::int64_t w, std::int64_t h, std::int64_t out_w,
-                            std::int64_t out_h, double ratio);
-
 AtlasViews atlas_views(const Grid<Scanner>& display, const MultiChannelImage<Atlas>& atlas,
                        const Affine<Scanner, Atlas>& scanner_to_atlas, const std::vector<int>& classes);
 
