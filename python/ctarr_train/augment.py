@@ -29,6 +29,9 @@ class AugmentConfig:
         self.real_intensity_p = 0.6       # real CTs: intensity augmentation with this probability
         self.real_contrast = (0.75, 1.35)  # real CTs: soft-tissue contrast scale around 40 HU
         self.real_shift_hu = 35.0          # real CTs: soft-tissue shift +-
+        self.p_outside_objects = 0.4       # rendered: foam / blankets / a table slab in the air around the body
+        self.outside_foam_hu = (-960.0, -450.0)
+        self.outside_slab_hu = (-950.0, 150.0)
         for k, v in kw.items():
             if not hasattr(self, k):
                 raise ValueError(f"unknown augmentation setting {k!r}")
@@ -52,6 +55,9 @@ class AugmentConfig:
             "noise": f"Gaussian SD U{self.noise_sd} HU + correlated (blurred) SD U{self.corr_noise_sd} HU",
             "blur": f"Gaussian sigma U{self.blur_sigma} voxels per axis",
             "bias_field": f"smooth additive field SD U{self.bias_sd} HU",
+            "outside_objects": f"rendered, p {self.p_outside_objects}: in the air around the body, smooth blobs "
+                               f"of U{self.outside_foam_hu} HU (cushions, blankets, head holders) and/or a flat slab "
+                               f"of U{self.outside_slab_hu} HU (table, mattress); labels background",
         }
 
 
@@ -116,6 +122,38 @@ def scanner_effects(hu, cfg, rng, strength):
         coarse = torch.randn(1, 1, 3, 3, 3) * b
         hu = hu + F.interpolate(coarse, size=tuple(P), mode="trilinear", align_corners=True)[0, 0]
     return torch.where(outside, torch.full_like(hu, PAD_HU), hu)
+
+
+def outside_objects(hu, outside_body, cfg, rng, info):
+    """Objects in the air around a rendered body, labelled background: real CTs hold cushions, blankets, head holders
+    and the table, from foam at -950 HU to carbon fibre at 0-150 HU, and a network that has only seen -1000 HU there
+    calls lung-like foam lung (measured: air and foam in front of s0002's face segmented as lung). `outside_body` is
+    the [D, H, W] bool mask of voxels the rendered source leaves outside the body (inside the scan)."""
+    if rng.random() >= cfg.p_outside_objects or not bool(outside_body.any()):
+        return hu
+    P = hu.shape
+    put = torch.zeros(P, dtype=torch.bool)
+    kinds = []
+    if rng.random() < 0.7:  # smooth blobs: a coarse random field upsampled and thresholded
+        cells = int(rng.integers(3, 8))
+        field = F.interpolate(torch.randn(1, 1, cells, cells, cells), size=tuple(P), mode="trilinear",
+                              align_corners=True)[0, 0]
+        blobs = field > float(np.quantile(field.numpy(), rng.uniform(0.4, 0.9)))
+        hu = torch.where(blobs & outside_body, torch.full_like(hu, rng.uniform(*cfg.outside_foam_hu)), hu)
+        put |= blobs
+        kinds.append("foam")
+    if not kinds or rng.random() < 0.4:  # a flat slab at a random plane through the patch
+        n = rng.normal(size=3)
+        n /= np.linalg.norm(n)
+        ii = [torch.arange(m, dtype=torch.float32) - (m - 1) / 2 for m in P]
+        d = (n[0] * ii[0][:, None, None] + n[1] * ii[1][None, :, None] + n[2] * ii[2][None, None, :]
+             - rng.uniform(-P[0] / 3, P[0] / 3))
+        slab = d.abs() < rng.uniform(0.7, 3.0)
+        hu = torch.where(slab & outside_body, torch.full_like(hu, rng.uniform(*cfg.outside_slab_hu)), hu)
+        put |= slab
+        kinds.append("slab")
+    info["outside_objects"] = kinds
+    return hu
 
 
 def field_of_view(hu, lab, cfg, rng, info):

@@ -102,6 +102,8 @@ class PatchSampler:
             lab = F.grid_sample(labc[None, None], g, mode="nearest", padding_mode="zeros",
                                 align_corners=True)[0, 0].round().long()
         if src.kind == "render":
+            # the renderer leaves exactly -1000 HU outside the body (interpolation moves every voxel near the skin)
+            hu = augment.outside_objects(hu, (hu + 1000.0).abs() < 1e-3, self.aug, rng, info)
             hu = augment.scanner_effects(hu, self.aug, rng, 1.0)
         elif rng.random() < self.aug.real_intensity_p:
             scale = rng.uniform(*self.aug.real_contrast)

@@ -164,6 +164,28 @@ def test_outside_the_scan_is_padding_and_background(phantom_sources):
     assert float(window(torch.tensor([PAD_HU])).abs().max()) == 0.0
 
 
+def test_outside_objects_fill_only_the_air_around_a_rendered_body_and_keep_its_labels(phantom_sources):
+    """Foam and table slabs go where the renderer left -1000 HU outside the body, never into the body, never
+    outside the scan, and never change a label."""
+    rendered, _ = phantom_sources
+    still = dict(zoom=(1.0, 1.0), rot_max_deg=0.0, small_rot_deg=0.0, p_rot90=0.0, p_zflip=0.0, tilt_deg=0.0,
+                 p_fov_circle=0.0, p_fov_z=0.0, noise_sd=(0.0, 0.0), corr_noise_sd=(0.0, 0.0), blur_sigma=(0.0, 0.0),
+                 bias_sd=(0.0, 0.0))
+    centre = np.array([8.5, 32.5, 60.5])  # (i, j, k): the patch straddles the phantom's edge and the scan's edge
+    out = []
+    for p in (0.0, 1.0):
+        s = PatchSampler([rendered], patch=32, aug=AugmentConfig(p_outside_objects=p, **still))
+        s.centre = lambda src, rng: centre
+        out.append(s.sample(np.random.default_rng(5)))
+    (x0, y0, _, _, _), (x1, y1, _, _, info) = out
+    assert torch.equal(y0, y1)
+    assert info["outside_objects"]
+    air = (x0[1] - window(torch.tensor([-1000.0]))[1]).abs() < 1e-5  # channel 2 tells -1000 from -1024 apart
+    changed = (x0 - x1).abs().amax(0) > 1e-6
+    assert bool(changed.any()) and bool((changed & ~air).sum() == 0)
+    assert float(x1[:, x0.abs().amax(0) == 0].abs().max()) == 0.0  # outside the scan stays padding
+
+
 # ---- network, folding, export ---------------------------------------------------------------------------------------
 
 def _trained_like_bn_model(filters=(4, 8, 16)):
