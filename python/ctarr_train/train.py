@@ -277,11 +277,14 @@ def main(argv=None):
         elif committed >= 0:
             state = checkpoint.load_committed(args.state, model, opt)
             log(f"resumed the committed state {args.state}: step {state['step']}")
-    model_id = args.model_id or f"ctarr-unet-v2-{datetime.date.today().isoformat()}"
+    def model_id(step):
+        """The exported model's id: two models of one day are told apart by their step."""
+        return args.model_id or f"ctarr-unet-v2-{datetime.date.today().isoformat()}-step{step}"
+
     if args.export_only:
         rec = training_record(state, args, train_sources, val_sources, sampler, device, amp_dtype)
         evaluate.recalibrate_batchnorm(model, sampler, args.bn_batches, args.batch, amp_dtype=amp_dtype)
-        export.export_model(model.eval(), args.out, model_id, args.patch, rec)
+        export.export_model(model.eval(), args.out, model_id(state["step"]), args.patch, rec)
         log(f"exported step {state['step']} -> {args.out}")
         return 0
 
@@ -301,11 +304,11 @@ def main(argv=None):
         run["to_step"], run["minutes"] = state["step"], round((time.time() - t_run) / 60, 1)
         checkpoint.save_local(local, model, opt, state)
         t_ckpt = time.time()
-        rec = training_record(state, args, train_sources, val_sources, sampler, device, amp_dtype)
-        evaluate.recalibrate_batchnorm(model, sampler, args.bn_batches, args.batch, amp_dtype=amp_dtype)
-        export.export_model(model.eval(), workdir / "latest", model_id, args.patch, rec)
-        model.train()
-        if commit:
+        if commit:  # the exported `latest` with it: its BatchNorm recalibration costs about 40 training steps
+            rec = training_record(state, args, train_sources, val_sources, sampler, device, amp_dtype)
+            evaluate.recalibrate_batchnorm(model, sampler, args.bn_batches, args.batch, amp_dtype=amp_dtype)
+            export.export_model(model.eval(), workdir / "latest", model_id(state["step"]), args.patch, rec)
+            model.train()
             checkpoint.save_committed(args.state, model, opt, state)
             t_commit = time.time()
             log(f"committed state: step {state['step']} -> {args.state}")
@@ -375,7 +378,7 @@ def main(argv=None):
     save_all(commit=True)
     rec = training_record(state, args, train_sources, val_sources, sampler, device, amp_dtype)
     evaluate.recalibrate_batchnorm(model, sampler, args.bn_batches, args.batch, amp_dtype=amp_dtype)
-    export.export_model(model.eval(), args.out, model_id, args.patch, rec)
+    export.export_model(model.eval(), args.out, model_id(state["step"]), args.patch, rec)
     log(f"done: step {state['step']}, {state['elapsed'] / 3600:.2f} h trained in all; model {args.out}")
     if args.smoke:
         import shutil
