@@ -628,6 +628,8 @@ PredictOptions fast_predict_options(const ModelCard& card, const std::string& de
   // fits by a voxel on a wide-FOV test; to be re-measured with a trained model (docs/PERFORMANCE.md).
   const bool cuda = device.rfind("cuda", 0) == 0;
   o.precision = (cuda || cpu_has_native_bfloat16()) ? Precision::BFloat16 : Precision::Float32;
+  // Only the body's in-plane box, with kFastBodyBoxMarginVoxels of air around it (docs/PERFORMANCE.md).
+  if (o.whole_volume) o.body_box_margin = kFastBodyBoxMarginVoxels;
   return o;  // a tile-independent model: the whole volume in one pass (in z slabs for very large volumes), as above
 }
 
@@ -676,7 +678,45 @@ namespace {
 
 std::int64_t round_up(std::int64_t n, std::int64_t d) { return (n + d - 1) / d * d; }
 
+// The first and one-past-last index whose count reaches kBodyBoxMinVoxels, or nullopt.
+std::optional<VoxelRange> counted_range(const std::vector<std::int64_t>& counts) {
+  VoxelRange r{-1, -1};
+  for (std::size_t n = 0; n < counts.size(); ++n)
+    if (counts[n] >= kBodyBoxMinVoxels) {
+      if (r.begin < 0) r.begin = static_cast<std::int64_t>(n);
+      r.end = static_cast<std::int64_t>(n) + 1;
+    }
+  if (r.begin < 0) return std::nullopt;
+  return r;
+}
+
+VoxelRange grown(VoxelRange r, int margin, std::int64_t divisor, std::int64_t size) {
+  r.begin = std::max<std::int64_t>(0, r.begin - margin) / divisor * divisor;
+  r.end = std::min(size, round_up(r.end + margin, divisor));
+  return r;
+}
+
 }  // namespace
+
+std::optional<InPlaneBox> body_box_in_plane(const MultiChannelImage<Scanner>& input, int margin, int divisor) {
+  if (margin < 0 || divisor < 1)
+    throw Error(ErrorCode::Internal, "body_box_in_plane: margin must be >= 0 and divisor >= 1");
+  const std::int64_t nx = input.grid.size[0], ny = input.grid.size[1], nz = input.grid.size[2];
+  std::vector<std::int64_t> per_x(static_cast<std::size_t>(nx), 0), per_y(static_cast<std::size_t>(ny), 0);
+  const float* body = input.channel(0);
+  for (std::int64_t z = 0; z < nz; ++z)
+    for (std::int64_t y = 0; y < ny; ++y) {
+      const float* row = body + (z * ny + y) * nx;
+      for (std::int64_t x = 0; x < nx; ++x)
+        if (row[x] > 0.0f) {
+          ++per_x[static_cast<std::size_t>(x)];
+          ++per_y[static_cast<std::size_t>(y)];
+        }
+    }
+  const std::optional<VoxelRange> x = counted_range(per_x), y = counted_range(per_y);
+  if (!x || !y) return std::nullopt;
+  return InPlaneBox{grown(*x, margin, divisor, nx), grown(*y, margin, divisor, ny)};
+}
 
 // Whole volume (PredictOptions::whole_volume): one forward pass, or z slabs with dropped halos where the volume is
 // larger than whole_volume_max_voxels. Slabs start at multiples of the input divisor, so every slab's downsampled
@@ -689,27 +729,38 @@ MultiChannelImage<Scanner> Network::predict_whole_volume(const MultiChannelImage
   for (int a = 0; a < 3; ++a)
     if (input.grid.size[a] < 1)
       throw Error(ErrorCode::UnsupportedGeometry, "network: input has no voxels along axis " + std::to_string(a));
-  const std::int64_t px = round_up(nx, d), py = round_up(ny, d);
+  // 1. the in-plane box the network runs over: the body's (PredictOptions::body_box_margin) or the whole plane
+  InPlaneBox box{{0, nx}, {0, ny}};
+  if (opts.body_box_margin >= 0)
+    if (const std::optional<InPlaneBox> b = body_box_in_plane(input, opts.body_box_margin, static_cast<int>(d))) box = *b;
+  const std::int64_t bx = box.x.size(), by = box.y.size();
+  const bool whole_plane = bx == nx && by == ny;
+  // 2. z slabs where the box holds more voxels than whole_volume_max_voxels
+  const std::int64_t px = round_up(bx, d), py = round_up(by, d);
   const std::int64_t halo = round_up(std::max(0, opts.whole_volume_halo), d);
   std::int64_t core = round_up(nz, d);
   if (px * py * core > opts.whole_volume_max_voxels) {
     const std::int64_t fit = opts.whole_volume_max_voxels / (px * py) - 2 * halo;
     core = std::max<std::int64_t>(d, fit / d * d);
   }
+  // 3. outside the box: background
   MultiChannelImage<Scanner> out(input.grid, m.out_channels);
-  const std::int64_t plane = nx * ny;
+  if (!whole_plane) std::fill(out.channel(0), out.channel(0) + input.grid.voxels(), 1.0f);
   const torch::Tensor all =
-      torch::from_blob(const_cast<float*>(input.data.data()), {1, m.in_channels, nz, ny, nx}, torch::kFloat32);
+      torch::from_blob(const_cast<float*>(input.data.data()), {1, m.in_channels, nz, ny, nx}, torch::kFloat32)
+          .slice(3, box.y.begin, box.y.end)
+          .slice(4, box.x.begin, box.x.end);
   const bool bf16 = opts.precision == Precision::BFloat16;
-  log_debug("whole volume: " + std::to_string((nz + core - 1) / core) + " pass(es) over " + std::to_string(nx) + "x" +
-            std::to_string(ny) + "x" + std::to_string(nz) + " voxels, " + (bf16 ? "bfloat16" : "float32"));
+  log_debug("whole volume: " + std::to_string((nz + core - 1) / core) + " pass(es) over " + std::to_string(bx) + "x" +
+            std::to_string(by) + "x" + std::to_string(nz) + " of " + std::to_string(nx) + "x" + std::to_string(ny) +
+            "x" + std::to_string(nz) + " voxels, " + (bf16 ? "bfloat16" : "float32"));
   for (std::int64_t z0 = 0; z0 < nz; z0 += core) {
     const std::int64_t z1 = std::min(nz, z0 + core);
     const std::int64_t lo = std::max<std::int64_t>(0, z0 - halo) / d * d;
     const std::int64_t hi = std::min(nz, z1 + halo);
     const std::int64_t pz = round_up(hi - lo, d);
     const torch::Tensor x =
-        torch::constant_pad_nd(all.slice(2, lo, hi), {0, px - nx, 0, py - ny, 0, pz - (hi - lo)}, 0.0).to(m.device);
+        torch::constant_pad_nd(all.slice(2, lo, hi), {0, px - bx, 0, py - by, 0, pz - (hi - lo)}, 0.0).to(m.device);
     torch::Tensor logits;
     {
       const AutocastScope autocast(bf16, m.device.is_cuda());
@@ -717,14 +768,17 @@ MultiChannelImage<Scanner> Network::predict_whole_volume(const MultiChannelImage
     }
     const torch::Tensor prob = torch::softmax(logits.to(torch::kFloat32), 1)
                                    .slice(2, z0 - lo, z1 - lo)
-                                   .slice(3, 0, ny)
-                                   .slice(4, 0, nx)
+                                   .slice(3, 0, by)
+                                   .slice(4, 0, bx)
                                    .to(torch::kCPU)
                                    .contiguous();
+    // 4. the box's rows into the output
     const float* src = prob.data_ptr<float>();
-    const std::int64_t count = (z1 - z0) * plane;
     for (int c = 0; c < m.out_channels; ++c)
-      std::memcpy(out.channel(c) + z0 * plane, src + c * count, static_cast<std::size_t>(count) * sizeof(float));
+      for (std::int64_t z = z0; z < z1; ++z)
+        for (std::int64_t y = 0; y < by; ++y)
+          std::memcpy(out.channel(c) + (z * ny + box.y.begin + y) * nx + box.x.begin,
+                      src + ((c * (z1 - z0) + (z - z0)) * by + y) * bx, static_cast<std::size_t>(bx) * sizeof(float));
   }
   return out;
 }

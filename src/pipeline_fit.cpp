@@ -153,9 +153,15 @@ Segmentation Pipeline::network_pass(const PreprocessResult& input, const Orienta
   s.from_network = true;
   s.turn = turn.name;
   s.turn_rotation = turn.rotation;
-  s.soft_masks = MultiChannelImage<Scanner>(prob.grid, kNumClasses);
+  // (in place: a second 19-channel buffer would be the largest allocation of a big scan's network path)
+  if (prob.channels != kNumClasses + 1)
+    throw Error(ErrorCode::Internal, "network pass: " + std::to_string(prob.channels) + " output channels, expected " +
+                                         std::to_string(kNumClasses + 1));
   const std::size_t n = static_cast<std::size_t>(prob.grid.voxels());
-  std::copy(prob.data.begin() + static_cast<std::ptrdiff_t>(n), prob.data.end(), s.soft_masks.data.begin());
+  prob.data.erase(prob.data.begin(), prob.data.begin() + static_cast<std::ptrdiff_t>(n));
+  s.soft_masks.grid = prob.grid;
+  s.soft_masks.channels = kNumClasses;
+  s.soft_masks.data = std::move(prob.data);
   return s;
 }
 

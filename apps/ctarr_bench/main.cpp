@@ -124,6 +124,10 @@ int main(int argc, char** argv) {
   app.add_option("--skip-core-margin", skip_core_margin,
                  "fast path: skip tiles whose core (the tile less N voxels per inner side) is all air "
                  "(SlidingWindowOptions::skip_core_margin; default 0: only all-air tiles)");
+  int body_box_margin = ctarr::kFastBodyBoxMarginVoxels;
+  app.add_option("--body-box-margin", body_box_margin,
+                 "fast path, whole-volume model: voxels of air kept around the body's in-plane box "
+                 "(PredictOptions::body_box_margin; negative: the whole plane)");
   app.add_flag("--fit-only", fit_only, "with --seg: stop after the fit and print scanner_to_atlas_4x4 as JSON");
   CLI11_PARSE(app, argc, argv);
   namespace fs = std::filesystem;
@@ -204,9 +208,18 @@ int main(int argc, char** argv) {
       if (mode != "reference") {
         PredictOptions fast = fast_predict_options(net.card(), net.device());
         fast.window.skip_core_margin = skip_core_margin;
-        std::printf("  fast path: %s, skip tiles with channel 0 <= %.2f (core margin %d)\n",
+        if (fast.whole_volume) fast.body_box_margin = body_box_margin;
+        std::printf("  fast path: %s, skip tiles with channel 0 <= %.2f (core margin %d), body box margin %d\n",
                     fast.precision == Precision::BFloat16 ? "bfloat16" : "float32", fast.window.skip_tile_max_input,
-                    fast.window.skip_core_margin);
+                    fast.window.skip_core_margin, fast.body_box_margin);
+        if (fast.whole_volume && fast.body_box_margin >= 0)
+          if (const auto box = body_box_in_plane(input_pre.network_input, fast.body_box_margin,
+                                                 net.card().input_divisor()))
+            std::printf("  body box: x [%lld, %lld), y [%lld, %lld) of %lld x %lld\n",
+                        static_cast<long long>(box->x.begin), static_cast<long long>(box->x.end),
+                        static_cast<long long>(box->y.begin), static_cast<long long>(box->y.end),
+                        static_cast<long long>(input_pre.network_input.grid.size[0]),
+                        static_cast<long long>(input_pre.network_input.grid.size[1]));
         const auto prob = timed("network, fast path", [&] { return net.predict(input_pre.network_input, fast); });
         network_s["fast"] = stages.back().seconds;
         seg_fast = to_segmentation(prob, input_pre.reorientation, "network:" + net.card().id + " (fast)");

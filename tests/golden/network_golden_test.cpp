@@ -14,6 +14,8 @@
 
 #include <gtest/gtest.h>
 
+#include <optional>
+
 #include <cmath>
 #include <iostream>
 #include <string>
@@ -166,6 +168,67 @@ TEST_F(NetworkGoldenV2, ZSlabsWithHalosGiveTheOnePassResult) {
   std::cout << "z slabs of 8: max |p - one pass| " << without << " without halo, " << with << " with 16 voxels\n";
   EXPECT_GT(without, 1e-4);
   EXPECT_LT(with, 1e-5);
+}
+
+TEST_F(NetworkGoldenV2, BodyBoxPassIsTheOnePassOverTheBoxWithBackgroundAroundIt) {
+  // The golden volume (12 x 28 x 20 voxels, i j k), all of it body, placed at (21, 13) in a 64 x 56 plane of air
+  // (0 in every channel). With a margin of 2 the box is x [16, 40), y [8, 48): grown by 2 and rounded to the
+  // divisor 8. Inside it the output must be the one pass over the box's input cut out by hand, at the right place;
+  // outside it, background.
+  const MultiChannelImage<Scanner> body = volume();
+  const std::int64_t bx = body.grid.size[0], by = body.grid.size[1], nz = body.grid.size[2];
+  const std::int64_t nx = 64, ny = 56, ox = 21, oy = 13;
+  Grid<Scanner> g = body.grid;
+  g.size = Index3{{nx, ny, nz}};
+  MultiChannelImage<Scanner> scan(g, body.channels, 0.0f);
+  for (int c = 0; c < body.channels; ++c)
+    for (std::int64_t z = 0; z < nz; ++z)
+      for (std::int64_t y = 0; y < by; ++y)
+        for (std::int64_t x = 0; x < bx; ++x) {
+          const float v = body.channel(c)[(z * by + y) * bx + x];
+          scan.channel(c)[(z * ny + y + oy) * nx + x + ox] = c == 0 ? std::abs(v) + 0.05f : v;
+        }
+  const std::optional<InPlaneBox> box = body_box_in_plane(scan, 2, 8);
+  ASSERT_TRUE(box.has_value());
+  EXPECT_EQ(box->x.begin, 16);
+  EXPECT_EQ(box->x.end, 40);
+  EXPECT_EQ(box->y.begin, 8);
+  EXPECT_EQ(box->y.end, 48);
+  PredictOptions o;
+  o.whole_volume = true;
+  o.body_box_margin = 2;
+  const MultiChannelImage<Scanner> out = net_->predict(scan, o);
+  Grid<Scanner> cg = g;
+  cg.size = Index3{{box->x.size(), box->y.size(), nz}};
+  MultiChannelImage<Scanner> cut(cg, scan.channels);
+  for (int c = 0; c < scan.channels; ++c)
+    for (std::int64_t z = 0; z < nz; ++z)
+      for (std::int64_t y = 0; y < box->y.size(); ++y)
+        for (std::int64_t x = 0; x < box->x.size(); ++x)
+          cut.channel(c)[(z * box->y.size() + y) * box->x.size() + x] =
+              scan.channel(c)[(z * ny + y + box->y.begin) * nx + x + box->x.begin];
+  o.body_box_margin = -1;
+  const MultiChannelImage<Scanner> ref = net_->predict(cut, o);
+  double inside = 0.0, outside = 0.0;
+  for (int c = 0; c < out.channels; ++c)
+    for (std::int64_t z = 0; z < nz; ++z)
+      for (std::int64_t y = 0; y < ny; ++y)
+        for (std::int64_t x = 0; x < nx; ++x) {
+          const float p = out.channel(c)[(z * ny + y) * nx + x];
+          const bool in = x >= box->x.begin && x < box->x.end && y >= box->y.begin && y < box->y.end;
+          if (in)
+            inside = std::max(inside, std::abs(static_cast<double>(p) -
+                                               ref.channel(c)[(z * box->y.size() + y - box->y.begin) * box->x.size() +
+                                                              x - box->x.begin]));
+          else
+            outside = std::max(outside, std::abs(static_cast<double>(p) - (c == 0 ? 1.0 : 0.0)));
+        }
+  EXPECT_LT(inside, 1e-6);
+  EXPECT_EQ(outside, 0.0);
+  // the whole plane, for contrast: the same network sees the air around the box, so its output there is not 1
+  o.body_box_margin = -1;
+  const MultiChannelImage<Scanner> plane = net_->predict(scan, o);
+  EXPECT_NE(plane.channel(0)[0], 1.0f);
 }
 
 TEST_F(NetworkGoldenV2, SlidingWindowAgreesWithTheWholeVolumeAwayFromTileBorders) {

@@ -13,6 +13,7 @@
 #include <fstream>
 #include <functional>
 #include <iterator>
+#include <optional>
 #include <random>
 #include <string>
 
@@ -252,6 +253,54 @@ TEST(SlidingWindow, WithACoreMarginTilesWithAnAirCoreAreSkippedAndBodyVoxelsKeep
       ASSERT_FLOAT_EQ(fast.data[v], 1.0f) << v;
     }
   }
+}
+
+TEST(BodyBox, IsTheBodysInPlaneBoxGrownRoundedToTheDivisorAndClamped) {
+  Grid<Scanner> g;
+  g.size = Index3{{50, 40, 10}};
+  MultiChannelImage<Scanner> img(g, 3, 0.0f);
+  const auto set = [&](std::int64_t x, std::int64_t y, std::int64_t z, float v) {
+    img.channel(0)[(z * 40 + y) * 50 + x] = v;
+  };
+  EXPECT_FALSE(body_box_in_plane(img, 4, 8).has_value()) << "air only";
+  // a body at x 20..29, y 11..24, every slice; a few noise voxels elsewhere (fewer than kBodyBoxMinVoxels per
+  // column and row) and voxels at exactly 0 (the window's lower bound: air) that must not count
+  for (std::int64_t z = 0; z < 10; ++z)
+    for (std::int64_t y = 11; y < 25; ++y)
+      for (std::int64_t x = 20; x < 30; ++x) set(x, y, z, 0.3f);
+  for (std::int64_t z = 0; z < kBodyBoxMinVoxels - 1; ++z) set(45, 2, z, 0.9f);
+  for (std::int64_t z = 0; z < 10; ++z)
+    for (std::int64_t y = 0; y < 40; ++y) set(2, y, z, 0.0f);
+  std::optional<InPlaneBox> b = body_box_in_plane(img, 0, 1);
+  ASSERT_TRUE(b.has_value());
+  EXPECT_EQ(b->x.begin, 20);
+  EXPECT_EQ(b->x.end, 30);
+  EXPECT_EQ(b->y.begin, 11);
+  EXPECT_EQ(b->y.end, 25);
+  b = body_box_in_plane(img, 3, 8);  // x 17..33 -> [16, 40); y 8..28 -> [8, 32)
+  EXPECT_EQ(b->x.begin, 16);
+  EXPECT_EQ(b->x.end, 40);
+  EXPECT_EQ(b->y.begin, 8);
+  EXPECT_EQ(b->y.end, 32);
+  b = body_box_in_plane(img, 30, 8);  // clamped to the grid, the end not rounded past it
+  EXPECT_EQ(b->x.begin, 0);
+  EXPECT_EQ(b->x.end, 50);
+  EXPECT_EQ(b->y.begin, 0);
+  EXPECT_EQ(b->y.end, 40);
+  set(45, 2, kBodyBoxMinVoxels - 1, 0.9f);  // now column x = 45 and row y = 2 hold enough body
+  b = body_box_in_plane(img, 0, 1);
+  EXPECT_EQ(b->x.end, 46);
+  EXPECT_EQ(b->y.begin, 2);
+}
+
+TEST(BodyBox, FastPathUsesItOnlyForAWholeVolumeModel) {
+  ModelCard folded;
+  folded.normalisation = ModelCard::Normalisation::None;
+  EXPECT_EQ(fast_predict_options(folded, "cpu").body_box_margin, kFastBodyBoxMarginVoxels);
+  EXPECT_LT(reference_predict_options(folded).body_box_margin, 0) << "the reference runs the whole plane";
+  ModelCard tiled;
+  tiled.normalisation = ModelCard::Normalisation::Instance;
+  EXPECT_LT(fast_predict_options(tiled, "cpu").body_box_margin, 0);
 }
 
 TEST(SlidingWindow, InvalidOptionsAreUsageErrors) {
