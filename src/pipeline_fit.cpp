@@ -169,16 +169,6 @@ Segmentation Pipeline::segment(const Scan& scan) {
   return network_pass(network_input(scan), OrientationCandidate{"identity", Eigen::Matrix3d::Identity(), 0.0});
 }
 
-namespace {
-
-// How much anatomy a pass's fit explains: its Dice times the number of classes it used. The Dice alone cannot
-// compare passes: shown a scan turned the wrong way, the network finds one organ or two in it and a translation-only
-// fit of one organ reaches a higher Dice (measured on s0009 as stored: a turned pass's 1-class fit 0.63, against
-// 0.46 for the 5 classes of the right pass) while it crops the wrong place.
-double pass_score(const NetworkPass& pass) { return pass.dice * static_cast<double>(pass.classes); }
-
-}  // namespace
-
 NetworkFit Pipeline::segment_and_fit(const Scan& scan, const std::function<void()>& between_passes,
                                      bool keep_refused) {
   const PreprocessResult input = network_input(scan);
@@ -212,17 +202,16 @@ NetworkFit Pipeline::segment_and_fit(const Scan& scan, const std::function<void(
       pass.dice = candidate.fit.refined.dice;
       pass.classes = static_cast<int>(candidate.fit.initial.classes_seen.size());
       pass.orientation = candidate.fit.initial.orientation;
-      pass.score = pass_score(pass);
+      pass.score = pass_score(pass.dice, pass.classes);
     }
     passes.push_back(pass);
     if (!pass.error.empty()) {
       if (as_stored) stored_refused = std::move(candidate);
       continue;
     }
-    // A turned pass replaces the best one only when clearly better: the header gets the benefit of the doubt
-    // (kTurnedPassMargin of Dice per class used).
-    const double needed = !best ? 0.0 : best->segmentation.turn == "identity" ? kTurnedPassMargin * pass.classes : 0.0;
-    if (!best || pass.score > best_score + needed) {
+    // A turned pass replaces the best one only when clearly better: the header gets the benefit of the doubt.
+    if (!best || pass_replaces(pass.score, pass.classes, best_score, best->segmentation.turn == "identity",
+                               kTurnedPassMargin)) {
       best = std::move(candidate);
       best_score = pass.score;
     }

@@ -4,6 +4,7 @@
 #include "ctarr/error.hpp"
 #include "parallel.hpp"
 
+#include <algorithm>
 #include <cmath>
 
 namespace ctarr {
@@ -73,6 +74,13 @@ MultiChannelImage<Scanner> unturn_channels(const MultiChannelImage<Scanner>& tur
   MultiChannelImage<Scanner> out(original, turned.channels);
   copy_turned(turned.data.data(), out.data.data(), original, turned.grid, turn, turned.channels, false);
   return out;
+}
+
+double pass_score(double dice, int classes) { return dice * std::sqrt(static_cast<double>(std::max(classes, 0))); }
+
+bool pass_replaces(double score, int classes, double best_score, bool best_is_as_stored, double margin) {
+  const double needed = best_is_as_stored ? margin * std::sqrt(static_cast<double>(std::max(classes, 0))) : 0.0;
+  return score > best_score + needed;
 }
 
 }  // namespace ctarr

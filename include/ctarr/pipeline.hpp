@@ -31,8 +31,8 @@ constexpr double kMinFitDice = 0.1;
 // Below this fit Dice the crop is written with a "low_fit_dice" warning: check it (the fits of complete torsos in
 // the tests reach 0.67-0.76).
 constexpr double kLowFitDice = 0.5;
-// A turned network pass (turns.hpp) replaces the pass over the scan as stored only when its score (fit Dice x
-// classes used) is higher by more than this per class: the header gets the benefit of the doubt.
+// A turned network pass (turns.hpp) replaces the pass over the scan as stored only when its score (pass_score: fit
+// Dice x sqrt(classes used)) is higher by more than this x sqrt(classes): the header gets the benefit of the doubt.
 constexpr double kTurnedPassMargin = 0.02;
 
 struct PipelineOptions {

@@ -38,9 +38,21 @@ struct NetworkPass {
   double dice = 0.0;    // fit Dice of this pass's segmentation (0 when its fit failed)
   int classes = 0;      // classes its fit used
   std::string orientation;  // the orientation its fit found ("" when its fit failed)
-  double score = 0.0;   // dice x classes: the passes are compared by this (Pipeline::segment_and_fit)
+  double score = 0.0;   // pass_score(dice, classes): the passes are compared by this (Pipeline::segment_and_fit)
   std::string error;    // its fit's failure ("" when it fitted)
   bool kept = false;    // the pass the crop uses
 };
+
+// How much anatomy a pass's fit explains: its fit Dice x sqrt(classes used). The Dice alone cannot compare passes:
+// shown a scan turned the wrong way, the network finds an organ or two and a translation-only fit of one organ can
+// reach a higher Dice than the right pass's fit of five (s0009, step-8142 model: 0.63 x 1 against 0.46 x 5). Dice x
+// classes rewarded the spurious classes of a wrong pass instead: with the step-21837 model the upright s0002 head's
+// as-stored pass (0.42 x 1, brain) lost to its 180-degree pass (0.24 x 2). The square root sits between the two;
+// on every pass of the 31 crop checks (docs/TRAINING.md, run 10) it keeps the right orientation.
+double pass_score(double dice, int classes);
+
+// Whether a pass with `score` replaces the best pass so far: a turned pass must beat the pass over the scan as
+// stored by margin x sqrt(its classes) (the header gets the benefit of the doubt); other passes by any amount.
+bool pass_replaces(double score, int classes, double best_score, bool best_is_as_stored, double margin);
 
 }  // namespace ctarr

@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 import torch
 
-from ctarr_train import checkpoint, classes, evaluate, export, sources, unet
+from ctarr_train import checkpoint, classes, evaluate, export, pass_replay, sources, unet
 from ctarr_train.augment import AugmentConfig, PAD_HU
 from ctarr_train.loss import partial_label_loss
 from ctarr_train.sampler import PatchSampler, window
@@ -362,3 +362,24 @@ def test_sigterm_ends_a_training_run_cleanly_with_its_state_committed():
     out = "".join(lines)
     assert "signal SIGTERM: stopping after this step" in out
     assert "committed state" in out and "done: step" in out
+
+
+# ---- the choice among network passes, replayed -----------------------------------------------------------------------
+
+def _pass(turn, dice, classes_, orientation):
+    return {"turn": turn, "dice": dice, "classes": classes_, "orientation": orientation}
+
+
+def test_pass_replay_follows_the_cpp_rule():
+    """The upright s0002 head as the step-21837 model saw it: Dice x classes turned it, Dice x sqrt(classes) does
+    not; a searched fit at or above the threshold stops after the pass over the scan as stored."""
+    head = [_pass("identity", 0.42, 1, "identity"), _pass("rot90", 0.29, 1, "rot90"), _pass("rot180", 0.24, 2, "rot180")]
+    assert pass_replay.choose(head, 0.5, "sqrt") == (head[0], 3)
+    assert pass_replay.choose(head, 0.5, "classes")[0] is head[2]
+    torso = [_pass("identity", 0.55, 6, "rot270"), _pass("rot90", 0.60, 6, "identity")]
+    assert pass_replay.choose(torso, 0.5) == (torso[0], 1)       # searched and good enough: one pass
+    assert pass_replay.choose(torso, 0.56) == (torso[1], 2)      # below the threshold: the turned pass wins
+    failed = [{"turn": "identity", "error": "no anatomy"}, _pass("rot90", 0.3, 2, "rot90")]
+    assert pass_replay.choose(failed, 0.5)[0] is failed[1]
+    assert pass_replay.expected_orientation("rot90", False) == "rot270"
+    assert pass_replay.expected_orientation("rot90", True) == "rot90"

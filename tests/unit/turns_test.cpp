@@ -2,6 +2,7 @@
 
 #include "ctarr/error.hpp"
 #include "ctarr/landmarks.hpp"
+#include "ctarr/pipeline.hpp"
 
 #include <gtest/gtest.h>
 
@@ -115,6 +116,31 @@ TEST(TurnChannels, TheTurnOfTheFoundOrientationShowsALyingScanUpright) {
     const MultiChannelImage<Scanner> shown = turn_channels(lying, turn_for_orientation(fit.rotation));
     EXPECT_EQ(shown.data, upright.data) << "voxel array turned by " << lie.name << ", fit found " << fit.orientation;
   }
+}
+
+// The passes of measured crop checks (docs/TRAINING.md, run 10): the score keeps the right one in each.
+TEST(PassScore, KeepsTheRightPassOfMeasuredCases) {
+  constexpr double m = kTurnedPassMargin;
+  // the upright s0002 head (step-21837 model): as stored 0.42 x 1 class (brain), turned 180 degrees 0.24 x 2;
+  // Dice x classes took the turned pass (0.48 > 0.42 + 0.04)
+  EXPECT_FALSE(pass_replaces(pass_score(0.24, 2), 2, pass_score(0.42, 1), true, m));
+  EXPECT_GT(0.24 * 2, 0.42 + m * 2) << "the case the old score got wrong";
+  // s0009 as stored (step-8142 model): the right pass fits 5 classes at 0.46, a wrong turned pass 1 class at 0.63
+  EXPECT_FALSE(pass_replaces(pass_score(0.63, 1), 1, pass_score(0.46, 5), true, m));
+  // the CTA turned 180 degrees (step-21837 model): as stored 0.45 x 3 classes, the pass turned back 0.51 x 4
+  EXPECT_TRUE(pass_replaces(pass_score(0.51, 4), 4, pass_score(0.45, 3), true, m));
+  // the InVesalius head turned 90 degrees: as stored 0.60 x 2, the pass that turns it back 0.66 x 2
+  EXPECT_TRUE(pass_replaces(pass_score(0.66, 2), 2, pass_score(0.60, 2), true, m));
+}
+
+TEST(PassScore, TheHeaderGetsTheMarginOnlyAgainstTurnedPasses) {
+  EXPECT_DOUBLE_EQ(pass_score(0.5, 4), 1.0);
+  EXPECT_DOUBLE_EQ(pass_score(0.5, 0), 0.0);
+  const double stored = pass_score(0.50, 4);
+  EXPECT_FALSE(pass_replaces(pass_score(0.505, 4), 4, stored, true, 0.02)) << "within 0.02 x sqrt(4) of the header";
+  EXPECT_TRUE(pass_replaces(pass_score(0.505, 4), 4, stored, false, 0.02)) << "between turned passes: any gain";
+  EXPECT_TRUE(pass_replaces(pass_score(0.53, 4), 4, stored, true, 0.02));
+  EXPECT_FALSE(pass_replaces(stored, 4, stored, false, 0.0)) << "a tie keeps the earlier pass";
 }
 
 }  // namespace
