@@ -90,10 +90,10 @@ torch::Tensor upsample_2x(const torch::nn::ConvTranspose3d& up, const torch::Ten
   const torch::Tensor pointwise = w.permute({1, 2, 3, 4, 0}).reshape({cout * 8, cin, 1, 1, 1});  // (o, a, b, c) x i
   const torch::Tensor y = torch::conv3d(x, pointwise);  // [N, C_out * 8, D, H, W]
   const std::int64_t n = y.size(0), d = y.size(2), h = y.size(3), wd = y.size(4);
-  const torch::Tensor shuffled = y.reshape({n, cout, 2, 2, 2, d, h, wd})
-                                     .permute({0, 1, 5, 2, 6, 3, 7, 4})  // N, o, D, a, H, b, W, c
-                                     .reshape({n, cout, 2 * d, 2 * h, 2 * wd});
-  return shuffled + up->bias.view({1, cout, 1, 1, 1}).to(shuffled.dtype());
+  torch::Tensor shuffled = y.reshape({n, cout, 2, 2, 2, d, h, wd})
+                               .permute({0, 1, 5, 2, 6, 3, 7, 4})  // N, o, D, a, H, b, W, c
+                               .reshape({n, cout, 2 * d, 2 * h, 2 * wd});  // a copy: the permute is not contiguous
+  return shuffled.add_(up->bias.view({1, cout, 1, 1, 1}).to(shuffled.dtype()));  // in place: no third full tensor
 }
 
 struct UNetImpl : torch::nn::Module {
@@ -125,10 +125,16 @@ struct UNetImpl : torch::nn::Module {
       x = stage->forward(x);
       skips.push_back(x);
     }
+    skips.pop_back();  // the deepest stage's output is x itself
     for (int s = static_cast<int>(up.size()) - 1; s >= 0; --s) {
-      const torch::Tensor u = upsample_2x(up[static_cast<std::size_t>(s)], x);
-      // skip first, then the upsampled tensor (as in python/ctarr_train/unet.py)
-      x = dec[static_cast<std::size_t>(s)]->forward(torch::cat({skips[static_cast<std::size_t>(s)], u}, 1));
+      const auto k = static_cast<std::size_t>(s);
+      // skip first, then the upsampled tensor (as in python/ctarr_train/unet.py); the skip, the upsampled tensor and
+      // the coarser x are released before the decoder's convolutions run, so a whole-volume pass at full resolution
+      // holds the concatenation and the convolutions' outputs only
+      torch::Tensor joined = torch::cat({skips[k], upsample_2x(up[k], x)}, 1);
+      skips[k] = torch::Tensor();
+      x = torch::Tensor();
+      x = dec[k]->forward(std::move(joined));
     }
     return head(x);
   }
