@@ -132,7 +132,6 @@ def outside_objects(hu, outside_body, cfg, rng, info):
     if rng.random() >= cfg.p_outside_objects or not bool(outside_body.any()):
         return hu
     P = hu.shape
-    put = torch.zeros(P, dtype=torch.bool)
     kinds = []
     if rng.random() < 0.7:  # smooth blobs: a coarse random field upsampled and thresholded
         cells = int(rng.integers(3, 8))
@@ -140,7 +139,6 @@ def outside_objects(hu, outside_body, cfg, rng, info):
                               align_corners=True)[0, 0]
         blobs = field > float(np.quantile(field.numpy(), rng.uniform(0.4, 0.9)))
         hu = torch.where(blobs & outside_body, torch.full_like(hu, rng.uniform(*cfg.outside_foam_hu)), hu)
-        put |= blobs
         kinds.append("foam")
     if not kinds or rng.random() < 0.4:  # a flat slab at a random plane through the patch
         n = rng.normal(size=3)
@@ -150,7 +148,6 @@ def outside_objects(hu, outside_body, cfg, rng, info):
              - rng.uniform(-P[0] / 3, P[0] / 3))
         slab = d.abs() < rng.uniform(0.7, 3.0)
         hu = torch.where(slab & outside_body, torch.full_like(hu, rng.uniform(*cfg.outside_slab_hu)), hu)
-        put |= slab
         kinds.append("slab")
     info["outside_objects"] = kinds
     return hu
