@@ -14,10 +14,9 @@
 
 #include <gtest/gtest.h>
 
-#include <optional>
-
 #include <cmath>
 #include <iostream>
+#include <optional>
 #include <string>
 
 namespace ctarr {
@@ -225,8 +224,8 @@ TEST_F(NetworkGoldenV2, BodyBoxPassIsTheOnePassOverTheBoxWithBackgroundAroundIt)
         }
   EXPECT_LT(inside, 1e-6);
   EXPECT_EQ(outside, 0.0);
-  // the whole plane, for contrast: the same network sees the air around the box, so its output there is not 1
-  o.body_box_margin = -1;
+  // the whole plane (o.body_box_margin is still -1), for contrast: the same network sees the air around the box, so
+  // its output there is not 1
   const MultiChannelImage<Scanner> plane = net_->predict(scan, o);
   EXPECT_NE(plane.channel(0)[0], 1.0f);
 }
