@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 import torch
 
-from ctarr_train import checkpoint, classes, evaluate, export, pass_replay, sources, unet
+from ctarr_train import checkpoint, classes, confusion, evaluate, export, pass_replay, sources, unet
 from ctarr_train.augment import AugmentConfig, PAD_HU
 from ctarr_train.loss import partial_label_loss
 from ctarr_train.sampler import PatchSampler, window
@@ -383,3 +383,11 @@ def test_pass_replay_follows_the_cpp_rule():
     assert pass_replay.choose(failed, 0.5)[0] is failed[1]
     assert pass_replay.expected_orientation("rot90", False) == "rot270"
     assert pass_replay.expected_orientation("rot90", True) == "rot90"
+
+
+def test_confusion_counts_both_directions():
+    ref = np.array([0, 12, 12, 12, 0, 0])
+    pred = np.array([12, 12, 0, 13, 12, 0])
+    res = confusion.confusion(pred, ref, 12)
+    assert res["true"] == {"background": 1, "lung_left": 1, "lung_right": 1}
+    assert res["predicted"] == {"background": 2, "lung_left": 1}
