@@ -127,17 +127,20 @@ double fit_scale_and_error(const std::vector<Eigen::Vector3d>& p, const std::vec
   return std::sqrt(std::max(err, 0.0));  // weights sum to 1
 }
 
-// Translation only (too few classes for the search): each seen class proposes the translation atlas centre - scan
-// centre. One mis-segmented class (a head CT's brain partly called urinary bladder by the network) would drag their
+// Translation only (too few classes for the search): each seen class proposes the translation that maps its scan
+// centre onto its atlas centre under the assumed rotation R, atlas centre - R scan centre. (Without R, a scan turned
+// 180 deg in-plane has every in-plane offset between two classes reversed: left and right lung then propose
+// translations that differ by twice their separation, and one of them is left out of a correct fit.) One
+// mis-segmented class (a head CT's brain partly called urinary bladder by the network) would drag their
 // mean by tens of centimetres, so keep the classes whose proposals lie within agree_mm of the proposal that most
 // classes agree with (then: the most weight; a class over-segmented to three times its atlas volume weighs as much
 // as a complete one, so weight alone would let it outvote two that agree); the others go to classes_left_out with
 // weight 0. Returns the weight kept.
 double keep_agreeing_classes(const Landmarks<Scanner>& scan, const Landmarks<Atlas>& atlas, double agree_mm,
-                             InitialFit& fit) {
+                             const Eigen::Matrix3d& rotation, InitialFit& fit) {
   auto proposal = [&](int c) {
     const auto cc = static_cast<std::size_t>(c);
-    return Eigen::Vector3d(atlas.centre_mm[cc] - scan.centre_mm[cc]);
+    return Eigen::Vector3d(atlas.centre_mm[cc] - rotation * scan.centre_mm[cc]);
   };
   int best = fit.classes_seen.front(), best_count = -1;
   double best_support = -1.0;
@@ -196,7 +199,7 @@ InitialFit initial_fit(const Landmarks<Scanner>& scan, const Landmarks<Atlas>& a
     throw Error(ErrorCode::FitFailed, msg.str());
   }
   if (static_cast<int>(fit.classes_seen.size()) < options.min_classes_for_search)
-    total = keep_agreeing_classes(scan, atlas, options.agree_mm, fit);
+    total = keep_agreeing_classes(scan, atlas, options.agree_mm, options.translation_only_orientation.rotation, fit);
   for (double& w : fit.weights) w /= total;
 
   std::vector<Eigen::Vector3d> p, a;

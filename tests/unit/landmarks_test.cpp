@@ -251,6 +251,44 @@ TEST(InitialFit, TranslationOnlyLeavesOutAClassThatDisagreesWithTheOthers) {
   EXPECT_LT((fit.scanner_to_atlas()(Point<Scanner>{skull_scan}).mm - body_parts()[skull].centre_mm).norm(), 5.0);
 }
 
+// The thoracic CTA's case: a turned network pass sees only the lungs and the heart (three classes, translation only),
+// the voxel array turned 180 deg in-plane against its header. Each class proposes atlas - R scan with the pass's
+// rotation R; taking R as the identity reversed the 230 mm between the lungs' centres, and the correct pass lost both
+// lungs ("lung_left is 99 mm away ...").
+TEST(InitialFit, TranslationOnlyComparesTheClassesUnderTheTurnedPassRotation) {
+  const auto index_of = [](const std::string& name) {
+    const auto& names = class_names();
+    return static_cast<std::size_t>(std::find(names.begin(), names.end(), name) - names.begin());
+  };
+  const std::size_t lung_left = index_of("lung_left"), lung_right = index_of("lung_right"), heart = index_of("heart");
+  ASSERT_LT(std::max({lung_left, lung_right, heart}), static_cast<std::size_t>(kNumClasses));
+  const Eigen::Matrix3d turn = candidate_named("rot180").rotation;
+  const Eigen::Vector3d shift(12.0, -30.0, 40.0);  // x_atlas = turn x_scan + shift
+  Landmarks<Scanner> scan;
+  Landmarks<Atlas> atlas;
+  atlas.centre_mm[lung_left] = Eigen::Vector3d(115.0, 0.0, 380.0);
+  atlas.centre_mm[lung_right] = Eigen::Vector3d(-115.0, 0.0, 385.0);
+  atlas.centre_mm[heart] = Eigen::Vector3d(20.0, -40.0, 340.0);
+  for (std::size_t c : {lung_left, lung_right, heart}) {
+    atlas.volume_ml[c] = scan.volume_ml[c] = 800.0;
+    scan.centre_mm[c] = turn.transpose() * (atlas.centre_mm[c] - shift);
+  }
+  LandmarkOptions options;
+  options.translation_only_orientation = candidate_named("rot180");
+  const InitialFit fit = initial_fit(scan, atlas, options);
+  EXPECT_FALSE(fit.searched);
+  EXPECT_TRUE(fit.classes_left_out.empty());
+  EXPECT_EQ(fit.classes_seen.size(), 3u);
+  EXPECT_EQ(fit.orientation, "rot180");
+  for (std::size_t c : {lung_left, lung_right, heart})
+    EXPECT_LT((fit.scanner_to_atlas()(Point<Scanner>{scan.centre_mm[c]}).mm - atlas.centre_mm[c]).norm(), 1e-9)
+        << class_names()[c];
+  // the same landmarks with the rotation assumed to be the identity (the as-stored pass) do disagree: the lungs are
+  // 230 mm apart in x in the atlas and -230 mm apart in the scan
+  const InitialFit unturned = initial_fit(scan, atlas);
+  EXPECT_FALSE(unturned.classes_left_out.empty());
+}
+
 TEST(InitialFit, HeadOnlyScanIsTranslationOnly) {
   const Eigen::Affine3d truth = make_affine(Eigen::Matrix3d::Identity(), Eigen::Vector3d(30, -20, 50));
   const auto scan = scan_of(truth, Eigen::Vector3d(-106.5, -70.5, 430.0), Eigen::Vector3d(106.5, 70.5, 615.0), 6.0);
