@@ -1,15 +1,34 @@
 #include "support/support.hpp"
 
+#include <gtest/gtest.h>
+
 #include <algorithm>
 #include <array>
 #include <cmath>
 #include <cstdio>
 #include <cstdlib>
 #include <filesystem>
+#include <fstream>
 #include <random>
 #include <sys/wait.h>
 
 namespace ctarr::test {
+
+void touch(const std::string& path) {
+  std::filesystem::create_directories(std::filesystem::path(path).parent_path());
+  std::ofstream(path) << "x";
+}
+
+void expect_error(const std::function<void()>& f, ErrorCode code, const std::vector<std::string>& texts) {
+  try {
+    f();
+    ADD_FAILURE() << "no ctarr::Error thrown (expected " << to_string(code) << ")";
+  } catch (const Error& e) {
+    EXPECT_EQ(e.code(), code) << e.what();
+    for (const std::string& t : texts)
+      EXPECT_NE(std::string(e.what()).find(t), std::string::npos) << "message: " << e.what() << "\nexpected: " << t;
+  }
+}
 
 namespace fs = std::filesystem;
 

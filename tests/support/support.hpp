@@ -2,13 +2,14 @@
 #pragma once
 
 #include "ctarr/classes.hpp"
+#include "ctarr/error.hpp"
 #include "ctarr/image.hpp"
 
 #include <array>
-#include <vector>
-
+#include <functional>
 #include <optional>
 #include <string>
+#include <vector>
 
 namespace ctarr::test {
 
@@ -50,6 +51,13 @@ Image<T> turned(const Image<T>& in) {
       for (std::int64_t i = 0; i < g.size[0]; ++i) out.at(Index3{{i, j, k}}) = in.at(Index3{{in.grid.size[0] - 1 - j, i, k}});
   return out;
 }
+
+// Runs f and expects it to throw ctarr::Error with `code` and a message holding every one of `texts`; a test failure
+// (not an abort) otherwise.
+void expect_error(const std::function<void()>& f, ErrorCode code, const std::vector<std::string>& texts);
+
+// Creates the file (and its folders) holding "x": a directory entry for listing tests.
+void touch(const std::string& path);
 
 // Runs a shell command, returns its exit status; stdout+stderr go to `output` when given.
 int run_command(const std::string& command, std::string* output = nullptr);

@@ -7,6 +7,7 @@
 #include "support/support.hpp"
 
 #include <gtest/gtest.h>
+#include <nlohmann/json.hpp>
 
 #include <chrono>
 #include <cstdlib>
@@ -150,37 +151,42 @@ void MeanVolumeMatchesTheMeanSpace() {
 }
 
 void ManifestRecordsFrameSourcesAndFitChecks() {
-  const std::string& m = built().atlas.manifest_json;
-  for (const char* key :
-       {"\"frame\": \"atlas\"", "\"units\": \"mm\"", "\"world\": \"LPS\"", "\"spacing_mm\"", "\"origin_mm\"",
-        "\"direction\"", "\"classes\"", "\"sources\"", "\"command\": \"atlas_build_test\"", "\"licence\": \"test\"",
-        "\"procedure\"", "\"self_fit\"", "synthetic body 2", "\"sha256\""})
-    EXPECT_NE(m.find(key), std::string::npos) << key;
+  const nlohmann::json m = nlohmann::json::parse(built().atlas.manifest_json);
+  const Grid<Atlas>& g = built().atlas.masks.grid;
+  EXPECT_EQ(m.at("frame"), "atlas");
+  EXPECT_EQ(m.at("units"), "mm");
+  EXPECT_EQ(m.at("world"), "LPS");
+  EXPECT_EQ(m.at("command"), "atlas_build_test");
+  EXPECT_EQ(m.at("licence"), "test");
+  EXPECT_EQ(m.at("id"), built().atlas.id);
+  EXPECT_EQ(m.at("channels"), kNumClasses);
+  for (int a = 0; a < 3; ++a) {  // the manifest's grid is the atlas image's grid
+    EXPECT_EQ(m.at("shape")[a].get<std::int64_t>(), g.size[static_cast<std::size_t>(a)]) << "axis " << a;
+    EXPECT_NEAR(m.at("spacing_mm")[a].get<double>(), g.spacing[a], 1e-9) << "axis " << a;
+    EXPECT_NEAR(m.at("origin_mm")[a].get<double>(), g.origin[a], 1e-6) << "axis " << a;
+    for (int b = 0; b < 3; ++b) EXPECT_NEAR(m.at("direction")[a][b].get<double>(), g.direction(a, b), 1e-12);
+  }
+  ASSERT_EQ(m.at("classes").size(), static_cast<std::size_t>(kNumClasses));
+  for (std::size_t c = 0; c < static_cast<std::size_t>(kNumClasses); ++c)
+    EXPECT_EQ(m.at("classes")[c], class_names()[c]);
+  ASSERT_EQ(m.at("sources").size(), 3u);
+  for (const nlohmann::json& src : m.at("sources")) {
+    EXPECT_EQ(src.at("sha256").get<std::string>().size(), 64u);
+    EXPECT_TRUE(src.at("to_mean_space").is_array());
+    EXPECT_TRUE(src.contains("fit_to_atlas"));
+  }
+  EXPECT_EQ(m.at("sources")[2].at("note"), "synthetic body 2");
+  EXPECT_TRUE(m.at("procedure").is_string());
 }
 
 void FitsItselfWithoutMovingAndEverySourceFitsIt() {
   // The checks build_atlas records in the manifest: the atlas fitted to itself, every source fitted to the atlas.
-  const std::string& m = built().atlas.manifest_json;
-  const auto number_after = [&m](const std::string& key, std::size_t from) {
-    const std::size_t p = m.find(key, from);
-    EXPECT_NE(p, std::string::npos) << key;
-    return std::stod(m.substr(m.find(':', p) + 1));
-  };
-  const std::size_t self = m.find("\"self_fit\"");
-  ASSERT_NE(self, std::string::npos);
-  EXPECT_LT(number_after("\"max_displacement_mm\"", self), 1.0);
-  const std::size_t dice_list = m.find("\"source_fit_dice\"");
-  ASSERT_NE(dice_list, std::string::npos);
-  const std::size_t open = m.find('[', dice_list);
-  const std::size_t close = m.find(']', open);
-  std::stringstream ss(m.substr(open + 1, close - open - 1));
-  std::string item;
-  int count = 0;
-  while (std::getline(ss, item, ',')) {
-    EXPECT_GT(std::stod(item), 0.8) << "source " << count;
-    ++count;
-  }
-  EXPECT_EQ(count, 3);
+  const nlohmann::json checks = nlohmann::json::parse(built().atlas.manifest_json).at("checks");
+  EXPECT_LT(checks.at("self_fit").at("max_displacement_mm").get<double>(), 1.0);
+  EXPECT_EQ(checks.at("self_fit").at("orientation"), "identity");
+  const nlohmann::json& dice = checks.at("source_fit_dice");
+  ASSERT_EQ(dice.size(), 3u);
+  for (std::size_t i = 0; i < dice.size(); ++i) EXPECT_GT(dice[i].get<double>(), 0.8) << "source " << i;
 }
 
 // One test (one atlas build, ~1-2 s) with the checks as named steps.

@@ -98,7 +98,11 @@ TEST(Crop, MarginGrowsTheBoxOnEverySide) {
   CropOptions o;
   o.margin_mm = 2.0;
   const MappedBox m = map_box(box(c.mm, c.mm), Affine<Atlas, Scanner>::identity(), scan.grid, o);
-  EXPECT_NEAR(m.scanner_box.upper.mm.x() - m.scanner_box.lower.mm.x(), 4.0, 1e-9);
+  for (int a = 0; a < 3; ++a) {  // a point grows to 2 x margin along each axis, centred on the point
+    EXPECT_NEAR(m.scanner_box.upper.mm[a] - m.scanner_box.lower.mm[a], 4.0, 1e-9) << "axis " << a;
+    EXPECT_NEAR(m.scanner_box.lower.mm[a], c.mm[a] - 2.0, 1e-9) << "axis " << a;
+    EXPECT_NEAR(m.scanner_box.upper.mm[a], c.mm[a] + 2.0, 1e-9) << "axis " << a;
+  }
 }
 
 TEST(Crop, ZOnlyKeepsTheWholeSliceInPlane) {
@@ -259,8 +263,9 @@ TEST(Uncrop, RefusesACropWithAnotherDirection) {
   const Image<float> scan = index_ramp({6, 6, 6}, Eigen::Matrix3d::Identity());
   const Image<float> other = index_ramp({3, 3, 3}, oblique_direction(30.0));
   Image<float> canvas(scan.grid, 0.0f);
-  EXPECT_THROW(uncrop_into(other, IndexBox{Index3{{0, 0, 0}}, Index3{{3, 3, 3}}}, UncropInterpolation::Nearest, canvas),
-               Error);
+  const IndexBox box{Index3{{0, 0, 0}}, Index3{{3, 3, 3}}};
+  expect_error([&] { uncrop_into(other, box, UncropInterpolation::Nearest, canvas); }, ErrorCode::UnsupportedGeometry,
+               {"direction"});
 }
 
 }  // namespace

@@ -7,17 +7,11 @@
 #include <nlohmann/json.hpp>
 
 #include <filesystem>
-#include <fstream>
 
 namespace ctarr::test {
 namespace {
 
 namespace fs = std::filesystem;
-
-void touch(const std::string& path) {
-  fs::create_directories(fs::path(path).parent_path());
-  std::ofstream(path) << "x";
-}
 
 TEST(Dataset, FindsNnUNetCasesWithChannelsLabelsAndSubsets) {
   TempDir d;
@@ -134,7 +128,8 @@ TEST(DatasetJson, ListsAndCountsFollowTheWrittenCasesOtherFieldsStay) {
   EXPECT_FALSE(v2.contains("training"));
   EXPECT_EQ(v2["numTraining"], 2);
   EXPECT_EQ(v2["file_ending"], ".mha");
-  EXPECT_THROW(updated_dataset_json("d.json", "{not json", entries, ".mha", ""), Error);
+  expect_error([&] { updated_dataset_json("d.json", "{not json", entries, ".mha", ""); }, ErrorCode::UnreadableInput,
+               {"d.json", "is not valid JSON"});
 }
 
 }  // namespace

@@ -166,7 +166,7 @@ TEST(ExtractLandmarks, RejectsWrongChannelCount) {
   Grid<Scanner> g;
   g.size = Index3{{2, 2, 2}};
   MultiChannelImage<Scanner> m(g, 3, 0.0f);
-  EXPECT_THROW(extract_landmarks(m), Error);
+  expect_error([&] { extract_landmarks(m); }, ErrorCode::Internal, {"soft masks have 3 channels"});
 }
 
 // ---- initial fit ---------------------------------------------------------------------------------------------

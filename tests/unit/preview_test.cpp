@@ -78,7 +78,9 @@ TEST(Png, WriteIsAtomicAndReadableBack) {
   }
 }
 
-TEST(Png, EmptyPictureIsRefused) { EXPECT_THROW(encode_png(RgbImage()), Error); }
+TEST(Png, EmptyPictureIsRefused) {
+  expect_error([] { encode_png(RgbImage()); }, ErrorCode::Internal, {"encode_png: empty or inconsistent picture"});
+}
 
 // ---- scan preview -------------------------------------------------------------------------------------------
 

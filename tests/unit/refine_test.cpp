@@ -353,7 +353,7 @@ TEST(Refine, RejectsMasksWithTheWrongChannelCount) {
   InitialFit init;
   init.classes_seen = {0};
   init.weights[0] = 1.0;
-  EXPECT_THROW(refine_transform(scan, atlas(), init), Error);
+  expect_error([&] { refine_transform(scan, atlas(), init); }, ErrorCode::Internal, {"have 3 channels"});
 }
 
 }  // namespace

@@ -67,7 +67,8 @@ TEST(Regions, ARegionInferredOnAnotherAtlasIsRefusedNamingTheFileAndBothAtlases)
   EXPECT_TRUE(check_region_atlas(load_region(dir.file("same.json")), "ctarr-atlas-new", "some/atlas"));
   EXPECT_FALSE(check_region_atlas(load_region(dir.file("unnamed.json")), "ctarr-atlas-new", "some/atlas"));
   write_text_file(dir.file("bad.json"), R"({"name":"liver",)" + box + R"(,"provenance":{"atlas_id":7}})");
-  EXPECT_THROW(load_region(dir.file("bad.json")), Error);
+  expect_error([&] { load_region(dir.file("bad.json")); }, ErrorCode::UnreadableInput,
+               {dir.file("bad.json"), "malformed"});
 }
 
 TEST(Regions, UnknownNameListsTheAvailableOnes) {

@@ -3,6 +3,7 @@
 #include "ctarr/error.hpp"
 #include "ctarr/landmarks.hpp"
 #include "ctarr/pipeline.hpp"
+#include "support/support.hpp"
 
 #include <gtest/gtest.h>
 
@@ -68,7 +69,8 @@ TEST(TurnChannels, UnturnGivesBackEveryVoxelExactly) {
   }
   Grid<Scanner> wrong = g;
   wrong.size = Index3{{6, 6, 3}};
-  EXPECT_THROW(unturn_channels(MultiChannelImage<Scanner>(wrong, 2), g, Reorientation{}), Error);
+  expect_error([&] { unturn_channels(MultiChannelImage<Scanner>(wrong, 2), g, Reorientation{}); }, ErrorCode::Internal,
+               {"does not match the turn of the grid"});
 }
 
 // Five blobs at distinct, asymmetric places, one class each: an "upright" patient on a cube grid.
