@@ -24,6 +24,7 @@
 #include "ctarr/preprocess.hpp"
 #include "ctarr/refine.hpp"
 #include "ctarr/version.hpp"
+#include "detail/json_geometry.hpp"
 #include "detail/json_text.hpp"
 #include "detail/safetensors.hpp"
 #include "parallel.hpp"
@@ -314,23 +315,16 @@ MultiChannelImage<Atlas> crop_to_content(const MultiChannelImage<Atlas>& m, doub
   return out;
 }
 
-json vec3(const Eigen::Vector3d& v) { return json::array({v.x(), v.y(), v.z()}); }
-json mat3(const Eigen::Matrix3d& m) {
-  json rows = json::array();
-  for (int r = 0; r < 3; ++r) rows.push_back(json::array({m(r, 0), m(r, 1), m(r, 2)}));
-  return rows;
-}
-json mat4(const Eigen::Affine3d& a) {
-  json rows = json::array();
-  for (int r = 0; r < 4; ++r) rows.push_back(json::array({a(r, 0), a(r, 1), a(r, 2), a(r, 3)}));
-  return rows;
-}
+using detail::mat3_json;
+using detail::mat4_json;
+using detail::vec3_json;
+
 json registration_json(const Registration& r) {
   return {{"dice", r.dice},
           {"initial_dice", r.initial_dice},
           {"orientation", r.orientation},
-          {"scale", vec3(r.scale)},
-          {"scanner_to_atlas", mat4(r.map.matrix())}};
+          {"scale", vec3_json(r.scale)},
+          {"scanner_to_atlas", mat4_json(r.map.matrix())}};
 }
 
 std::string content_hash(const MultiChannelImage<Atlas>& m) {
@@ -349,15 +343,6 @@ std::string content_hash(const MultiChannelImage<Atlas>& m) {
   char buf[17];
   std::snprintf(buf, sizeof(buf), "%016llx", static_cast<unsigned long long>(h));
   return std::string(buf, 12);
-}
-
-std::string utc_now() {
-  const std::time_t t = std::time(nullptr);
-  std::tm tm{};
-  gmtime_r(&t, &tm);
-  char buf[32];
-  std::strftime(buf, sizeof(buf), "%Y-%m-%dT%H:%M:%SZ", &tm);
-  return buf;
 }
 
 // Largest distance (mm) between a map and the identity over the corners of a grid.
@@ -484,9 +469,9 @@ AtlasModel build_atlas(const std::vector<AtlasSource>& sources, const BuildAtlas
   j["world"] = "LPS";
   j["shape"] = json::array({g.size[0], g.size[1], g.size[2]});
   j["channels"] = kNumClasses;
-  j["spacing_mm"] = vec3(g.spacing);
-  j["origin_mm"] = vec3(g.origin);
-  j["direction"] = mat3(g.direction);
+  j["spacing_mm"] = vec3_json(g.spacing);
+  j["origin_mm"] = vec3_json(g.origin);
+  j["direction"] = mat3_json(g.direction);
   j["frame_note"] =
       "atlas millimetres are the mean space of the reference sources: the average of their scanner frames (LPS mm "
       "as their headers state them) under the mean pairwise transform; origin_mm is the world position of voxel "
@@ -500,7 +485,7 @@ AtlasModel build_atlas(const std::vector<AtlasSource>& sources, const BuildAtlas
               {"note", src[i].note},
               {"reference", static_cast<bool>(reference[i])},
               {"classes_labelled", src[i].classes},
-              {"to_mean_space", mat4(to_mean[i].matrix())},
+              {"to_mean_space", mat4_json(to_mean[i].matrix())},
               {"fit_to_provisional", registration_json(second[i])},
               {"fit_to_atlas", registration_json(check[i])}};
     if (!src[i].sha256.empty()) s["sha256"] = src[i].sha256;
@@ -512,7 +497,7 @@ AtlasModel build_atlas(const std::vector<AtlasSource>& sources, const BuildAtlas
   }
   j["command"] = options.command;
   j["licence"] = options.licence;
-  j["created_utc"] = utc_now();
+  j["created_utc"] = detail::utc_now();
   j["ctarr_version"] = kVersion;
   j["options"] = {{"spacing_mm", options.spacing_mm}, {"margin_mm", options.margin_mm}, {"device", refine.device}};
   j["procedure"] =
@@ -529,13 +514,13 @@ AtlasModel build_atlas(const std::vector<AtlasSource>& sources, const BuildAtlas
                   {{"dice", self.dice},
                    {"max_displacement_mm", self_shift},
                    {"orientation", self.orientation},
-                   {"scale", vec3(self.scale)}}},
+                   {"scale", vec3_json(self.scale)}}},
                  {"source_fit_dice", json::array()}};
   for (std::size_t i = 0; i < n; ++i) j["checks"]["source_fit_dice"].push_back(check[i].dice);
   j["landmarks"] = json::object();
   for (int c = 0; c < kNumClasses; ++c) {
     const auto cc = static_cast<std::size_t>(c);
-    j["landmarks"][class_names()[cc]] = {{"centre_mm", vec3(atlas.landmarks.centre_mm[cc])},
+    j["landmarks"][class_names()[cc]] = {{"centre_mm", vec3_json(atlas.landmarks.centre_mm[cc])},
                                          {"volume_ml", atlas.landmarks.volume_ml[cc]}};
   }
   atlas.manifest_json = detail::json_text(j, 2) + "\n";

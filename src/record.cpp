@@ -1,6 +1,7 @@
 // ctarr — crop records (JSON).
 #include "ctarr/record.hpp"
 
+#include "detail/json_geometry.hpp"
 #include "detail/json_text.hpp"
 
 #include "ctarr/classes.hpp"
@@ -23,48 +24,18 @@ using nlohmann::json;
 
 namespace {
 
-json vec(const Eigen::Vector3d& v) { return json::array({v.x(), v.y(), v.z()}); }
-json idx(const Index3& i) { return json::array({i[0], i[1], i[2]}); }
-json mat3(const Eigen::Matrix3d& m) {
-  json rows = json::array();
-  for (int r = 0; r < 3; ++r) rows.push_back(json::array({m(r, 0), m(r, 1), m(r, 2)}));
-  return rows;
-}
-json mat4(const Eigen::Affine3d& a) {
-  json rows = json::array();
-  for (int r = 0; r < 4; ++r) rows.push_back(json::array({a(r, 0), a(r, 1), a(r, 2), a(r, 3)}));
-  return rows;
-}
-json grid(const Grid<Scanner>& g) {
-  return {{"size", idx(g.size)}, {"origin_mm", vec(g.origin)}, {"spacing_mm", vec(g.spacing)},
-          {"direction", mat3(g.direction)}, {"frame", "scanner (LPS mm)"}};
-}
-json index_box(const IndexBox& b) { return {{"start", idx(b.start)}, {"end", idx(b.end)}}; }
+using detail::index3_json;
+using detail::mat3_json;
+using detail::mat4_json;
+using detail::read_index3;
+using detail::read_vec3;
+using detail::vec3_json;
 
-// Readers for parse_crop_record: exact types (a float where an index belongs, or one beyond int64, is malformed,
-// not silently truncated: converting 1e300 to int64 is undefined behaviour).
+json scanner_grid_json(const Grid<Scanner>& g) { return detail::grid_json(g, "scanner (LPS mm)"); }
+
+// parse_crop_record's own checks; malformed types and values are reported the same way by json_geometry's readers.
 [[noreturn]] void malformed(const std::string& what) { throw std::invalid_argument(what); }
-Eigen::Vector3d read_vec(const json& j) {
-  if (!j.is_array() || j.size() != 3) malformed("expected an array of 3 numbers, got " + detail::json_text(j));
-  Eigen::Vector3d v;
-  for (int a = 0; a < 3; ++a) {
-    if (!j[static_cast<std::size_t>(a)].is_number()) malformed("expected numbers, got " + detail::json_text(j));
-    v[a] = j[static_cast<std::size_t>(a)].get<double>();
-  }
-  return v;
-}
-Index3 read_idx(const json& j) {
-  if (!j.is_array() || j.size() != 3) malformed("expected an array of 3 integers, got " + detail::json_text(j));
-  Index3 i{};
-  for (int a = 0; a < 3; ++a) {
-    const json& e = j[static_cast<std::size_t>(a)];
-    if (!e.is_number_integer() || (e.is_number_unsigned() && e.get<std::uint64_t>() > 1ull << 40) ||
-        std::llabs(e.get<std::int64_t>()) > 1ll << 40)
-      malformed("expected an array of 3 integers (|i| <= 2^40), got " + detail::json_text(j));
-    i[a] = e.get<std::int64_t>();
-  }
-  return i;
-}
+json index_box(const IndexBox& b) { return {{"start", index3_json(b.start)}, {"end", index3_json(b.end)}}; }
 
 json faces(const std::array<std::int64_t, 6>& counts) {
   json f = json::object();
@@ -94,10 +65,10 @@ json labels_json(const std::vector<LabelKept>& labels) {
 json summary_fields(const CropSummary& s) {
   json boxes = json::array();
   for (const CropSummary::Box& b : s.boxes)
-    boxes.push_back({{"index_start", idx(b.written.start)},
-                     {"index_end", idx(b.written.end)},
-                     {"atlas_lower_mm", vec(b.atlas_box.lower.mm)},
-                     {"atlas_upper_mm", vec(b.atlas_box.upper.mm)},
+    boxes.push_back({{"index_start", index3_json(b.written.start)},
+                     {"index_end", index3_json(b.written.end)},
+                     {"atlas_lower_mm", vec3_json(b.atlas_box.lower.mm)},
+                     {"atlas_upper_mm", vec3_json(b.atlas_box.upper.mm)},
                      {"fraction_inside_scan", b.fraction_inside},
                      {"file", b.file}});
   return {{"case", s.case_id},
@@ -168,8 +139,9 @@ CropSummary parse_crop_summary(const std::string& path, const std::string& text)
     s.orientation_searched = j.at("orientation_searched").get<bool>();
     for (const json& b : j.at("boxes")) {
       CropSummary::Box sb;
-      sb.written = IndexBox{read_idx(b.at("index_start")), read_idx(b.at("index_end"))};
-      sb.atlas_box = Box<Atlas>{{read_vec(b.at("atlas_lower_mm"))}, {read_vec(b.at("atlas_upper_mm"))}};
+      sb.written = IndexBox{read_index3(b.at("index_start"), "index_start"), read_index3(b.at("index_end"), "index_end")};
+      sb.atlas_box = Box<Atlas>{{read_vec3(b.at("atlas_lower_mm"), "atlas_lower_mm")},
+                                {read_vec3(b.at("atlas_upper_mm"), "atlas_upper_mm")}};
       sb.fraction_inside = b.at("fraction_inside_scan").get<double>();
       sb.file = b.at("file").get<std::string>();
       s.boxes.push_back(sb);
@@ -193,7 +165,7 @@ CropSummary parse_crop_summary(const std::string& path, const std::string& text)
   } catch (const json::exception& e) {
     throw Error(ErrorCode::UnreadableInput, "crop record " + path + " has no readable summary (written by an older ctarr?): " +
                                                 e.what() + "; rerun with --overwrite");
-  } catch (const std::invalid_argument& e) {  // read_vec / read_idx: wrong types or absurd indices
+  } catch (const std::invalid_argument& e) {  // read_vec3 / read_index3: wrong types or absurd indices
     throw Error(ErrorCode::UnreadableInput, "crop record " + path + " has a malformed summary: " + e.what() +
                                                 "; rerun with --overwrite");
   }
@@ -308,7 +280,7 @@ std::string crop_record_json(const CropRecord& r) {
   j["ctarr_version"] = kVersion;
   j["case"] = r.case_id;
   j["input"] = {{"path", r.input}, {"format", r.scan_info.format}, {"stored_type", to_string(r.scan_info.stored_type)},
-                {"grid", grid(r.input_grid)}};
+                {"grid", scanner_grid_json(r.input_grid)}};
   if (!r.channel_inputs.empty()) j["input"]["channels"] = r.channel_inputs;
   if (!r.label_input.empty()) j["input"]["labels"] = r.label_input;
   if (!r.scan_info.series_uid.empty())
@@ -318,22 +290,22 @@ std::string crop_record_json(const CropRecord& r) {
   j["options"] = {{"margin_mm", r.options.margin_mm ? json(*r.options.margin_mm) : json(nullptr)},
                   {"pad", r.options.pad},
                   {"pad_value", r.options.pad_value ? json(*r.options.pad_value) : json(nullptr)},
-                  {"target_spacing_mm", r.options.target_spacing_mm ? vec(*r.options.target_spacing_mm) : json(nullptr)},
+                  {"target_spacing_mm", r.options.target_spacing_mm ? vec3_json(*r.options.target_spacing_mm) : json(nullptr)},
                   {"z_only", r.options.z_only}};
   j["boxes"] = json::array();
   for (const CropRecordBox& b : r.boxes) {
     json e;
     e["file"] = b.file;
-    e["atlas_box_mm"] = {{"lower", vec(b.box.atlas_box.lower.mm)}, {"upper", vec(b.box.atlas_box.upper.mm)},
+    e["atlas_box_mm"] = {{"lower", vec3_json(b.box.atlas_box.lower.mm)}, {"upper", vec3_json(b.box.atlas_box.upper.mm)},
                          {"frame", "atlas (LPS mm)"}, {"margin_included", true}};
-    e["scanner_box_mm"] = {{"lower", vec(b.box.scanner_box.lower.mm)}, {"upper", vec(b.box.scanner_box.upper.mm)}};
+    e["scanner_box_mm"] = {{"lower", vec3_json(b.box.scanner_box.lower.mm)}, {"upper", vec3_json(b.box.scanner_box.upper.mm)}};
     e["index_box_requested"] = index_box(b.box.requested);
     e["index_box_in_scan"] = index_box(b.box.clipped);
     e["index_box_written"] = index_box(r.options.pad ? b.box.requested : b.box.clipped);
     e["clipped"] = b.box.was_clipped;
     e["missed_scan"] = b.box.misses_scan;
     e["fraction_inside_scan"] = b.box.fraction_inside;
-    if (!b.file.empty()) e["output_grid"] = grid(b.output_grid);
+    if (!b.file.empty()) e["output_grid"] = scanner_grid_json(b.output_grid);
     if (!b.channel_files.empty()) e["channel_files"] = b.channel_files;
     if (!b.label_file.empty()) e["label_file"] = b.label_file;
     j["boxes"].push_back(e);
@@ -344,13 +316,13 @@ std::string crop_record_json(const CropRecord& r) {
       {"to", "atlas (LPS mm)"},
       {"model", "x_atlas = diag(scale) * rotation * (x_scanner - pivot_scanner) + pivot_atlas + translation"},
       {"orientation", r.initial.orientation},
-      {"rotation", mat3(r.refined.rotation)},
-      {"scale", vec(r.refined.scale)},
-      {"translation_mm", vec(r.refined.translation_mm)},
-      {"pivot_scanner_mm", vec(r.refined.pivot_scanner_mm)},
-      {"pivot_atlas_mm", vec(r.refined.pivot_atlas_mm)},
-      {"scanner_to_atlas_4x4", mat4(s2a.matrix())},
-      {"atlas_to_scanner_4x4", mat4(s2a.inverse().matrix())},
+      {"rotation", mat3_json(r.refined.rotation)},
+      {"scale", vec3_json(r.refined.scale)},
+      {"translation_mm", vec3_json(r.refined.translation_mm)},
+      {"pivot_scanner_mm", vec3_json(r.refined.pivot_scanner_mm)},
+      {"pivot_atlas_mm", vec3_json(r.refined.pivot_atlas_mm)},
+      {"scanner_to_atlas_4x4", mat4_json(s2a.matrix())},
+      {"atlas_to_scanner_4x4", mat4_json(s2a.inverse().matrix())},
   };
   json seen = json::array();
   for (int c : r.initial.classes_seen) seen.push_back(class_names()[static_cast<std::size_t>(c)]);
@@ -406,14 +378,15 @@ ParsedCropRecord parse_crop_record(const std::string& path, const std::string& t
     p.input = j.at("input").at("path").get<std::string>();
     p.stored_type = j.at("input").value("stored_type", "");
     const json& g = j.at("input").at("grid");
-    p.input_grid.size = read_idx(g.at("size"));
-    p.input_grid.origin = read_vec(g.at("origin_mm"));
-    p.input_grid.spacing = read_vec(g.at("spacing_mm"));
-    for (int r = 0; r < 3; ++r) p.input_grid.direction.row(r) = read_vec(g.at("direction").at(r)).transpose();
+    p.input_grid.size = read_index3(g.at("size"), "input.grid.size");
+    p.input_grid.origin = read_vec3(g.at("origin_mm"), "input.grid.origin_mm");
+    p.input_grid.spacing = read_vec3(g.at("spacing_mm"), "input.grid.spacing_mm");
+    p.input_grid.direction = detail::read_mat3(g.at("direction"), "input.grid.direction");
     validate_grid(p.input_grid, "input.grid");
     if (!j.at("boxes").is_array()) malformed("\"boxes\" is not an array");
     for (const json& b : j.at("boxes")) {
-      IndexBox range{read_idx(b.at("index_box_written").at("start")), read_idx(b.at("index_box_written").at("end"))};
+      IndexBox range{read_index3(b.at("index_box_written").at("start"), "index_box_written.start"),
+                     read_index3(b.at("index_box_written").at("end"), "index_box_written.end")};
       for (int a = 0; a < 3; ++a)
         if (range.start[a] > range.end[a]) malformed("a box has index_box_written start > end");
       p.boxes.emplace_back(range, b.at("file").get<std::string>());
@@ -426,7 +399,7 @@ ParsedCropRecord parse_crop_record(const std::string& path, const std::string& t
     if (o.contains("margin_mm") && !o.at("margin_mm").is_null()) p.options.margin_mm = o.at("margin_mm").get<double>();
     p.options.pad = o.value("pad", false);
     p.options.pad_value = p.pad_value;
-    if (p.resampled) p.options.target_spacing_mm = read_vec(o.at("target_spacing_mm"));
+    if (p.resampled) p.options.target_spacing_mm = read_vec3(o.at("target_spacing_mm"), "options.target_spacing_mm");
     p.options.z_only = o.value("z_only", false);
     return p;
   } catch (const json::exception& e) {

@@ -1,6 +1,7 @@
 // ctarr — named regions: boxes in atlas millimetres.
 #include "ctarr/regions.hpp"
 
+#include "detail/json_geometry.hpp"
 #include "detail/json_text.hpp"
 
 #include "ctarr/error.hpp"
@@ -16,22 +17,6 @@ namespace ctarr {
 
 namespace fs = std::filesystem;
 using nlohmann::json;
-
-namespace {
-
-Eigen::Vector3d vec3(const json& j, const std::string& what) {
-  if (!j.is_array() || j.size() != 3) throw std::invalid_argument(what + " must be an array of 3 numbers");
-  Eigen::Vector3d v;
-  for (int a = 0; a < 3; ++a) {
-    if (!j[static_cast<std::size_t>(a)].is_number()) throw std::invalid_argument(what + " must hold numbers");
-    v[a] = j[static_cast<std::size_t>(a)].get<double>();
-    // |x| <= 100 m: atlas boxes are a body's size; larger values would overflow index arithmetic downstream.
-    if (!std::isfinite(v[a]) || std::abs(v[a]) > 1e5) throw std::invalid_argument(what + " must be finite, within +-1e5 mm");
-  }
-  return v;
-}
-
-}  // namespace
 
 Region load_region(const std::string& path) {
   const std::string text = read_text_file(path);
@@ -56,7 +41,9 @@ Region load_region(const std::string& path) {
     if (boxes.size() > 10000) throw std::invalid_argument("boxes holds " + std::to_string(boxes.size()) + " boxes (at most 10000)");
     for (std::size_t n = 0; n < boxes.size(); ++n) {
       const std::string what = "boxes[" + std::to_string(n) + "]";
-      Box<Atlas> b{{vec3(boxes[n].at("lower"), what + ".lower")}, {vec3(boxes[n].at("upper"), what + ".upper")}};
+      // |x| <= 100 m: atlas boxes are a body's size; larger values would overflow index arithmetic downstream.
+      Box<Atlas> b{{detail::read_vec3(boxes[n].at("lower"), what + ".lower", 1e5)},
+                   {detail::read_vec3(boxes[n].at("upper"), what + ".upper", 1e5)}};
       if (!b.valid()) throw std::invalid_argument(what + " has lower > upper on some axis");
       r.boxes.push_back(b);
     }
@@ -115,8 +102,7 @@ std::string region_to_json(const Region& region) {
   j["margin_mm"] = region.margin_mm;
   j["boxes"] = json::array();
   for (const Box<Atlas>& b : region.boxes)
-    j["boxes"].push_back({{"lower", {b.lower.mm.x(), b.lower.mm.y(), b.lower.mm.z()}},
-                          {"upper", {b.upper.mm.x(), b.upper.mm.y(), b.upper.mm.z()}}});
+    j["boxes"].push_back({{"lower", detail::vec3_json(b.lower.mm)}, {"upper", detail::vec3_json(b.upper.mm)}});
   j["provenance"] = json::parse(region.provenance_json);
   return detail::json_text(j, 2) + "\n";
 }

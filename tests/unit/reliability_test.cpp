@@ -24,17 +24,6 @@ namespace {
 
 namespace fs = std::filesystem;
 
-void expect_error(const std::function<void()>& f, ErrorCode code, const std::vector<std::string>& texts) {
-  try {
-    f();
-    ADD_FAILURE() << "no ctarr::Error thrown (expected " << to_string(code) << ")";
-  } catch (const Error& e) {
-    EXPECT_EQ(e.code(), code) << e.what();
-    for (const std::string& t : texts)
-      EXPECT_NE(std::string(e.what()).find(t), std::string::npos) << "message: " << e.what() << "\nexpected: " << t;
-  }
-}
-
 Image<float> filled(float value) {
   Grid<Scanner> g;
   g.size = {{10, 10, 10}};
@@ -77,7 +66,7 @@ TEST(Intensities, AllAirIsNoBodyAFitFailureNamingTheFile) {
   expect_error([&] { require_body(scan); }, ErrorCode::FitFailed, {"air.nii.gz", "no body in the scan"});
   // Just below 1 % of the voxels in the body: still no body; at 1 %: accepted.
   for (std::size_t n = 0; n < 9; ++n) scan.image.voxels[n] = 40.0f;
-  EXPECT_THROW(require_body(scan), Error);
+  expect_error([&] { require_body(scan); }, ErrorCode::FitFailed, {"air.nii.gz", "no body in the scan"});
   scan.image.voxels[9] = 40.0f;
   EXPECT_NO_THROW(require_body(scan));
 }
@@ -100,7 +89,8 @@ TEST(RegionJson, NamesThatAreNotPlainFileNamePartsAreRefused) {
 }
 
 TEST(RegionJson, AbsurdCoordinatesAndMarginsAreRefused) {
-  expect_region_refused(R"({"name":"x","boxes":[{"lower":[0,0,-1e300],"upper":[1,1,1]}]})", "1e5 mm");
+  expect_region_refused(R"({"name":"x","boxes":[{"lower":[0,0,-1e300],"upper":[1,1,1]}]})",
+                        "boxes[0].lower: expected finite numbers within +-1e5");
   expect_region_refused(R"({"name":"x","margin_mm":1e12,"boxes":[{"lower":[0,0,0],"upper":[1,1,1]}]})", "margin_mm");
   expect_region_refused(R"({"name":"x","margin_mm":"ten","boxes":[{"lower":[0,0,0],"upper":[1,1,1]}]})", "malformed");
   expect_region_refused(R"({"name":"x","boxes":[[0,0,0]]})", "malformed");
