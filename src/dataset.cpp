@@ -87,6 +87,23 @@ std::vector<DatasetCase> find_dataset_cases(const std::string& dir) {
   return cases;
 }
 
+std::map<std::string, std::string> image_entries_by_id(const std::string& dir, bool allow_folders) {
+  std::error_code ec;
+  if (!fs::is_directory(dir, ec)) throw Error(ErrorCode::UnreadableInput, "folder " + dir + " does not exist");
+  std::map<std::string, std::string> out;
+  for (const auto& e : fs::directory_iterator(dir, ec)) {
+    if (hidden(e.path())) continue;
+    const std::string p = e.path().string();
+    const bool folder = allow_folders && e.is_directory();
+    if (!folder && !(e.is_regular_file() && has_image_extension(p))) continue;
+    const std::string id = folder ? e.path().filename().string() : image_stem(p);
+    if (const auto [it, added] = out.emplace(id, p); !added)
+      throw Error(ErrorCode::Usage, "folder " + dir + " holds two entries for case " + id + ": " + it->second + ", " + p);
+  }
+  if (ec) throw Error(ErrorCode::UnreadableInput, "folder " + dir + " cannot be read: " + ec.message());
+  return out;
+}
+
 std::vector<DatasetCase> cases_from_inputs(const std::vector<std::string>& inputs) {
   std::vector<std::string> sorted = inputs;
   std::sort(sorted.begin(), sorted.end());

@@ -2,8 +2,10 @@
 // connected components, boxes.
 #include "ctarr/infer_regions.hpp"
 
+#include "detail/json_geometry.hpp"
 #include "detail/json_text.hpp"
 
+#include "ctarr/dataset.hpp"
 #include "ctarr/error.hpp"
 #include "ctarr/io.hpp"
 #include "ctarr/log.hpp"
@@ -578,93 +580,6 @@ void write_region_report(const InferRegionsResult& result, const std::vector<Lea
 
 namespace {
 
-struct CaseFiles {
-  std::string name;
-  std::string image;  // dataset mode
-  std::string seg;    // labels mode
-  std::string labels;
-};
-
-// Stem used to pair files across folders; an image's "_0000" channel suffix is dropped.
-std::string case_stem(const std::string& path, bool strip_channel) {
-  std::string s = fs::is_directory(path) ? fs::path(path).filename().string() : image_stem(path);
-  if (strip_channel && s.size() > 5 && s.compare(s.size() - 5, 5, "_0000") == 0) s.resize(s.size() - 5);
-  return s;
-}
-
-// Image files (and, when `folders`, sub-folders) of `dir` by stem.
-std::map<std::string, std::string> entries_by_stem(const std::string& dir, bool folders, bool strip_channel) {
-  std::error_code ec;
-  if (!fs::is_directory(dir, ec)) throw Error(ErrorCode::UnreadableInput, "folder " + dir + " does not exist");
-  std::map<std::string, std::string> out;
-  for (const auto& e : fs::directory_iterator(dir, ec)) {
-    const std::string p = e.path().string();
-    if ((e.is_regular_file() && has_image_extension(p)) || (folders && e.is_directory())) {
-      const std::string stem = case_stem(p, strip_channel);
-      if (out.count(stem))
-        throw Error(ErrorCode::Usage,
-                    "folder " + dir + " holds two files for case " + stem + ": " + out[stem] + ", " + p);
-      out[stem] = p;
-    }
-  }
-  if (ec) throw Error(ErrorCode::UnreadableInput, "folder " + dir + " cannot be read: " + ec.message());
-  return out;
-}
-
-// The first sub-folder of `dir` whose name starts with `prefix` (imagesTr, labelsTr, ...), sorted by name.
-std::string subfolder(const std::string& dir, const std::string& prefix) {
-  std::vector<std::string> found;
-  std::error_code ec;
-  for (const auto& e : fs::directory_iterator(dir, ec))
-    if (e.is_directory() && e.path().filename().string().rfind(prefix, 0) == 0) found.push_back(e.path().string());
-  if (found.empty())
-    throw Error(ErrorCode::Usage, "dataset folder " + dir + " has no " + prefix + "* sub-folder (expected " + prefix +
-                                      "Tr/ or similar beside " + (prefix == "images" ? "labels" : "images") + "Tr/)");
-  std::sort(found.begin(), found.end());
-  if (found.size() > 1) log_warn("dataset folder " + dir + ": several " + prefix + "* folders; using " + found[0]);
-  return found[0];
-}
-
-std::vector<CaseFiles> list_cases(const InferRegionRequest& req, std::vector<std::string>* unpaired) {
-  std::vector<CaseFiles> cases;
-  if (!req.dataset_dir.empty()) {
-    const auto images = entries_by_stem(subfolder(req.dataset_dir, "images"), true, true);
-    const auto labels = entries_by_stem(subfolder(req.dataset_dir, "labels"), false, false);
-    for (const auto& [stem, path] : images) {
-      const auto l = labels.find(stem);
-      if (l == labels.end()) {
-        unpaired->push_back(stem);
-        continue;
-      }
-      cases.push_back(CaseFiles{stem, path, "", l->second});
-    }
-  } else {
-    const std::string labels_dir = req.labels_dir.empty() ? req.seg_dir : req.labels_dir;
-    const bool same = fs::weakly_canonical(labels_dir) == fs::weakly_canonical(req.seg_dir);
-    const auto segs = entries_by_stem(req.seg_dir, !same, false);
-    const auto labels = same ? segs : entries_by_stem(labels_dir, false, false);
-    for (const auto& [stem, path] : segs) {
-      const auto l = labels.find(stem);
-      if (l == labels.end()) {
-        unpaired->push_back(stem);
-        continue;
-      }
-      cases.push_back(CaseFiles{stem, "", path, l->second});
-    }
-  }
-  return cases;
-}
-
-std::string utc_now() {
-  const std::time_t t = std::time(nullptr);
-  std::tm tm{};
-  gmtime_r(&t, &tm);
-  char buf[32];
-  std::strftime(buf, sizeof(buf), "%Y-%m-%dT%H:%M:%SZ", &tm);
-  return buf;
-}
-
-json vec3(const Eigen::Vector3d& v) { return json::array({v.x(), v.y(), v.z()}); }
 
 template <class T>
 Image<T, Scanner> as_scanner(const Image<T, Atlas>& in) {
@@ -679,6 +594,37 @@ Image<T, Scanner> as_scanner(const Image<T, Atlas>& in) {
 
 }  // namespace
 
+std::vector<RegionCaseFiles> list_region_cases(const InferRegionRequest& req, std::vector<std::string>* unpaired) {
+  std::vector<RegionCaseFiles> cases;
+  if (!req.dataset_dir.empty()) {
+    const std::vector<DatasetCase> found = find_dataset_cases(req.dataset_dir);
+    const bool several_subsets = found.front().subset != found.back().subset;  // sorted by subset
+    for (const DatasetCase& c : found) {
+      const std::string name = several_subsets ? c.subset + "/" + c.id : c.id;
+      if (!c.label) {
+        unpaired->push_back(name);
+        continue;
+      }
+      cases.push_back(RegionCaseFiles{name, c.images.front(), "", *c.label});
+    }
+    return cases;
+  }
+  const std::string labels_dir = req.labels_dir.empty() ? req.seg_dir : req.labels_dir;
+  std::error_code ec;
+  const bool same = fs::weakly_canonical(labels_dir, ec) == fs::weakly_canonical(req.seg_dir, ec);
+  const auto segs = image_entries_by_id(req.seg_dir, !same);
+  const auto labels = same ? segs : image_entries_by_id(labels_dir, false);
+  for (const auto& [id, path] : segs) {
+    const auto l = labels.find(id);
+    if (l == labels.end()) {
+      unpaired->push_back(id);
+      continue;
+    }
+    cases.push_back(RegionCaseFiles{id, "", path, l->second});
+  }
+  return cases;
+}
+
 InferRegionsResult run_infer_regions(const InferRegionRequest& req) {
   // 1. the request
   if (req.name.empty() || req.name.find('/') != std::string::npos)
@@ -692,9 +638,15 @@ InferRegionsResult run_infer_regions(const InferRegionRequest& req) {
   if (!req.labels_dir.empty() && req.seg_dir.empty()) throw Error(ErrorCode::Usage, "--labels-dir goes with --seg-dir");
   if (req.output.empty()) throw Error(ErrorCode::Usage, "no output file given (-o regions/NAME.json)");
   std::vector<std::string> unpaired;
-  const std::vector<CaseFiles> files = list_cases(req, &unpaired);
+  const std::vector<RegionCaseFiles> files = list_region_cases(req, &unpaired);
   for (const std::string& u : unpaired) log_warn("case " + u + " has no label map with the same name: left out");
-  if (files.empty()) throw Error(ErrorCode::Usage, "no case found (segmentation and label map with equal file names)");
+  if (files.empty() && req.dataset_dir.empty())
+    throw Error(ErrorCode::Usage,
+                "no case found in " + req.seg_dir + " (segmentation and label map with equal file names)");
+  if (files.empty())
+    throw Error(ErrorCode::Usage, "dataset folder " + req.dataset_dir +
+                                      ": no image has a label map of its name in the matching labels*/ folder "
+                                      "(imagesTr/a.nii.gz -> labelsTr/a.nii.gz)");
 
   // 2. fit every case that holds the region's labels
   Pipeline pipeline(req.pipeline);
@@ -702,7 +654,7 @@ InferRegionsResult run_infer_regions(const InferRegionRequest& req) {
   json case_info = json::array(), skipped = json::array();
   for (const std::string& u : unpaired) skipped.push_back({{"name", u}, {"reason", "no label map with the same name"}});
   for (std::size_t n = 0; n < files.size(); ++n) {
-    const CaseFiles& f = files[n];
+    const RegionCaseFiles& f = files[n];
     log_info("[" + std::to_string(n + 1) + "/" + std::to_string(files.size()) + "] " + f.name);
     RegionCase c;
     c.name = f.name;
@@ -733,7 +685,7 @@ InferRegionsResult run_infer_regions(const InferRegionRequest& req) {
                  {"fit_dice", fit.refined.dice},
                  {"initial_dice", fit.refined.initial_dice},
                  {"orientation", fit.initial.orientation},
-                 {"scale", vec3(fit.refined.scale)},
+                 {"scale", detail::vec3_json(fit.refined.scale)},
                  {"classes_seen", classes},
                  {"warnings", fit.warnings}};
     if (!f.image.empty()) info["image"] = f.image;
@@ -754,7 +706,7 @@ InferRegionsResult run_infer_regions(const InferRegionRequest& req) {
   // 4. provenance
   json p;
   p["command"] = req.command;
-  p["created_utc"] = utc_now();
+  p["created_utc"] = detail::utc_now();
   p["ctarr_version"] = kVersion;
   p["atlas_id"] = pipeline.atlas().id;
   if (!req.dataset_dir.empty()) {

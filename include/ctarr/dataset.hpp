@@ -7,6 +7,7 @@
 
 #include <array>
 #include <cstdint>
+#include <map>
 #include <optional>
 #include <string>
 #include <vector>
@@ -31,6 +32,12 @@ std::string label_subset(const std::string& image_subset);
 // Hidden files (MSD's "._x.nii.gz" macOS droppings) are ignored. Sorted by subset, then id. Throws UnreadableInput
 // when the folder has no images*/ sub-folder or no image in them.
 std::vector<DatasetCase> find_dataset_cases(const std::string& dir);
+
+// The image files of `dir` (and, with allow_folders, its sub-folders: DICOM series, folders of TotalSegmentator
+// masks) by id, the image_stem (a folder: its name); hidden entries are skipped, as in find_dataset_cases. Two
+// entries with one id ("a.nii.gz" and "a.nrrd") are a Usage error naming both; a missing or unreadable folder is
+// UnreadableInput.
+std::map<std::string, std::string> image_entries_by_id(const std::string& dir, bool allow_folders);
 
 // One case per input path (id: its image_stem), sorted by path.
 std::vector<DatasetCase> cases_from_inputs(const std::vector<std::string>& inputs);

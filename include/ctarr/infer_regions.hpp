@@ -100,8 +100,9 @@ Image<std::uint8_t> region_mask(const Image<std::uint16_t>& labels, const std::v
 // ---- the infer-region command -------------------------------------------------------------------------------
 
 // Where the cases come from; exactly one of dataset_dir and seg_dir.
-//  * dataset_dir: images*/ and labels*/ subfolders (e.g. imagesTr, labelsTr) with equal file names (an image's
-//    nnU-Net channel suffix "_0000" is ignored); the network segments every image for the fit.
+//  * dataset_dir: an MSD / nnU-Net dataset folder, listed as `crop --dataset` lists it (dataset.hpp,
+//    find_dataset_cases: every images*/ folder, channel suffixes _NNNN, hidden files skipped), each case with its
+//    label map in the matching labels*/ folder; the network segments each case's first channel for the fit.
 //  * seg_dir: one segmentation per case (ctarr 19 classes, TotalSegmentator v1/v2 multilabel files, or folders of
 //    TotalSegmentator masks), used for the fit; labels_dir (default: seg_dir, i.e. the labels are in the same
 //    files) holds the label maps with the region's labels, with equal stems ("a.nii.gz" pairs with "a.nii").
@@ -121,6 +122,19 @@ struct InferRegionRequest {
   InferRegionsOptions options;
   PipelineOptions pipeline;
 };
+
+// The files of one case of an infer-region request.
+struct RegionCaseFiles {
+  std::string name;    // the case id; "<subset>/<id>" where several images*/ folders hold cases
+  std::string image;   // dataset_dir: the image the network segments (the case's first channel)
+  std::string seg;     // seg_dir: the segmentation the fit uses
+  std::string labels;  // the label map holding the region's labels
+};
+
+// The cases of `request`, sorted (dataset: by subset, then id); the ids without a label map (or, with seg_dir,
+// without a segmentation's label map) go to `unpaired`. Throws UnreadableInput for a missing folder or a dataset
+// folder without images*/, Usage for two files of one case.
+std::vector<RegionCaseFiles> list_region_cases(const InferRegionRequest& request, std::vector<std::string>* unpaired);
 
 // Reads and fits every case, infers the region, writes it (and the heatmap and the report when asked). Progress
 // through log.hpp.

@@ -8,9 +8,11 @@
 #include <nlohmann/json.hpp>
 
 #include <cmath>
+#include <filesystem>
 
 namespace ctarr::test {
 namespace {
+
 
 // A 3 mm atlas grid, 40 x 40 x 40 voxels, voxel (0,0,0) at (-60, -60, -60) mm.
 Grid<Atlas> atlas_grid() {
@@ -214,9 +216,9 @@ TEST(InferRegions, InvalidOptionsAreUsageErrors) {
   const RegionCase c = make_case("a", Eigen::Affine3d::Identity(), {Blob{{0, 0, 0}, {10, 10, 10}}});
   InferRegionsOptions bad;
   bad.threshold = 0.0;
-  EXPECT_THROW(infer_regions("organ", {c}, atlas_grid(), bad), Error);
-  EXPECT_THROW(infer_regions("organ", {}, atlas_grid()), Error);
-  EXPECT_THROW(infer_regions("", {c}, atlas_grid()), Error);
+  expect_error([&] { infer_regions("organ", {c}, atlas_grid(), bad); }, ErrorCode::Usage, {"threshold"});
+  expect_error([&] { infer_regions("organ", {}, atlas_grid()); }, ErrorCode::Usage, {"no cases to infer region organ"});
+  expect_error([&] { infer_regions("", {c}, atlas_grid()); }, ErrorCode::Usage, {"the region needs a name"});
 }
 
 TEST(RunInferRegions, RequestsWithoutLabelsOrInputsAreUsageErrors) {
@@ -241,6 +243,8 @@ TEST(RunInferRegions, RequestsWithoutLabelsOrInputsAreUsageErrors) {
   }
 }
 
+// A dataset folder is listed as `crop --dataset` lists it (find_dataset_cases): without images*/ it is unreadable
+// (exit 3, as for crop; infer-region once said Usage); with images but no label map of their name, a Usage error.
 TEST(RunInferRegions, DatasetFolderNeedsImagesAndLabelsSubfolders) {
   TempDir dir;
   InferRegionRequest req;
@@ -248,13 +252,68 @@ TEST(RunInferRegions, DatasetFolderNeedsImagesAndLabelsSubfolders) {
   req.label_values = {6};
   req.output = dir.file("liver.json");
   req.dataset_dir = dir.path();
-  try {
-    run_infer_regions(req);
-    FAIL() << "expected an error";
-  } catch (const Error& e) {
-    EXPECT_EQ(e.code(), ErrorCode::Usage);
-    EXPECT_NE(std::string(e.what()).find("images"), std::string::npos) << e.what();
-  }
+  expect_error([&] { run_infer_regions(req); }, ErrorCode::UnreadableInput, {dir.path(), "no images*/ sub-folder"});
+  touch(dir.file("imagesTr/a_0000.nii.gz"));
+  expect_error([&] { run_infer_regions(req); }, ErrorCode::Usage,
+               {dir.path(), "no image has a label map of its name"});
+  EXPECT_FALSE(std::filesystem::exists(req.output));
+}
+
+// One lister for crop and infer-region: every images*/ folder (not only the first), hidden files skipped, any
+// four-digit channel suffix stripped, the case's first channel segmented, names unique across subsets.
+TEST(ListRegionCases, DatasetIsListedAsCropListsIt) {
+  TempDir d;
+  for (const char* f : {"imagesTr/b_002_0001.nii.gz", "imagesTr/b_002_0000.nii.gz", "imagesTr/a_001_0000.nii.gz",
+                        "imagesTr/._a_001_0000.nii.gz", "labelsTr/a_001.nii.gz", "labelsTr/._b_002.nii.gz",
+                        "labelsTr/b_002.nii.gz", "imagesTs/c_003_0000.nii.gz", "imagesTs/d_004_0000.nii.gz",
+                        "labelsTs/c_003.nrrd"})
+    touch(d.file(f));
+  InferRegionRequest req;
+  req.dataset_dir = d.path();
+  std::vector<std::string> unpaired;
+  const std::vector<RegionCaseFiles> cases = list_region_cases(req, &unpaired);
+  ASSERT_EQ(cases.size(), 3u);
+  EXPECT_EQ(cases[0].name, "imagesTr/a_001");
+  EXPECT_EQ(cases[0].image, d.file("imagesTr/a_001_0000.nii.gz"));
+  EXPECT_EQ(cases[0].labels, d.file("labelsTr/a_001.nii.gz"));
+  EXPECT_EQ(cases[1].name, "imagesTr/b_002");
+  EXPECT_EQ(cases[1].image, d.file("imagesTr/b_002_0000.nii.gz"));  // the first channel, not the first listed
+  EXPECT_EQ(cases[1].labels, d.file("labelsTr/b_002.nii.gz"));
+  EXPECT_EQ(cases[2].name, "imagesTs/c_003");
+  EXPECT_EQ(cases[2].labels, d.file("labelsTs/c_003.nrrd"));
+  for (const RegionCaseFiles& c : cases) EXPECT_TRUE(c.seg.empty()) << c.name;
+  EXPECT_EQ(unpaired, std::vector<std::string>{"imagesTs/d_004"});
+  // one images*/ folder: the names are the bare ids
+  std::filesystem::remove_all(d.file("imagesTs"));
+  unpaired.clear();
+  const std::vector<RegionCaseFiles> train = list_region_cases(req, &unpaired);
+  ASSERT_EQ(train.size(), 2u);
+  EXPECT_EQ(train[0].name, "a_001");
+  EXPECT_TRUE(unpaired.empty());
+}
+
+TEST(ListRegionCases, SegmentationFolderSkipsHiddenFilesAndRefusesTwoFilesOfOneCase) {
+  TempDir d;
+  for (const char* f : {"seg/a.nii.gz", "seg/._a.nii.gz", "seg/b/liver.nii.gz", "seg/c.nii.gz", "seg/notes.txt",
+                        "labels/a.nii", "labels/b.nrrd", "labels/._c.nii.gz"})
+    touch(d.file(f));
+  InferRegionRequest req;
+  req.seg_dir = d.file("seg");
+  req.labels_dir = d.file("labels");
+  std::vector<std::string> unpaired;
+  const std::vector<RegionCaseFiles> cases = list_region_cases(req, &unpaired);
+  ASSERT_EQ(cases.size(), 2u);
+  EXPECT_EQ(cases[0].name, "a");
+  EXPECT_EQ(cases[0].seg, d.file("seg/a.nii.gz"));
+  EXPECT_EQ(cases[0].labels, d.file("labels/a.nii"));
+  EXPECT_EQ(cases[1].name, "b");
+  EXPECT_EQ(cases[1].seg, d.file("seg/b"));  // a folder of TotalSegmentator masks
+  EXPECT_EQ(unpaired, std::vector<std::string>{"c"});  // its only label map is hidden
+  touch(d.file("seg/a.nrrd"));
+  expect_error([&] { list_region_cases(req, &unpaired); }, ErrorCode::Usage,
+               {"two entries for case a", d.file("seg/a.nii.gz"), d.file("seg/a.nrrd")});
+  req.seg_dir = d.file("missing");
+  expect_error([&] { list_region_cases(req, &unpaired); }, ErrorCode::UnreadableInput, {d.file("missing")});
 }
 
 // ---- leave-one-out and the report ---------------------------------------------------------------------------
