@@ -7,6 +7,7 @@
 #include "ctarr/error.hpp"
 #include "ctarr/log.hpp"
 #include "detail/safetensors.hpp"
+#include "parallel.hpp"
 
 #include <nlohmann/json.hpp>
 #include <ATen/autocast_mode.h>
@@ -191,15 +192,7 @@ void load_weights(UNet& net, const detail::SafetensorsFile& file, const std::str
 }
 
 int configure_threads() {
-  int threads = static_cast<int>(std::thread::hardware_concurrency());
-  if (const char* env = std::getenv("CTARR_THREADS"); env && *env) {
-    char* end = nullptr;
-    const long v = std::strtol(env, &end, 10);
-    if (*end != '\0' || v < 1 || v > 4096)
-      throw Error(ErrorCode::Usage, std::string("CTARR_THREADS='") + env + "' is not a positive integer");
-    threads = static_cast<int>(v);
-  }
-  if (threads < 1) threads = 1;
+  const int threads = configured_threads();
   at::set_num_threads(threads);
   return threads;
 }

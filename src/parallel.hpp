@@ -9,7 +9,11 @@
 
 namespace ctarr {
 
-// Number of worker threads for voxel loops: CTARR_THREADS if set, else the hardware concurrency.
+// The thread count for ctarr's loops and LibTorch's pool: CTARR_THREADS if set (a whole number 1..4096, else
+// Error(Usage) naming it), otherwise the hardware concurrency (at least 1). The one place CTARR_THREADS is read.
+int configured_threads();
+
+// configured_threads(), read once (the first call throws for a bad CTARR_THREADS; network loading calls it first).
 int worker_threads();
 
 // Calls body(n) for n in [0, count), spread over worker_threads() threads. body must not throw.

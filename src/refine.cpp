@@ -216,7 +216,9 @@ ClassSelection select_classes(const std::array<double, kNumClasses>& weights, co
   return s;
 }
 
-torch::Device resolve_device(const std::string& name) {
+// The LibTorch device of a name resolve_device (network.hpp) has already checked ("cpu", "cuda:N"); a name that did
+// not pass through it (a library caller's RefineOptions) is checked here again.
+torch::Device torch_device(const std::string& name) {
   torch::Device device(torch::kCPU);
   try {
     device = torch::Device(name);
@@ -443,7 +445,7 @@ void check_sharpness(const RefineOptions& options) {
 
 RefineResult refine_impl(const MultiChannelImage<Scanner>& scan_masks, const MultiChannelImage<Atlas>& atlas_masks,
                          const InitialFit& init, const RefineOptions& options) {
-  const torch::Device device = resolve_device(options.device);
+  const torch::Device device = torch_device(options.device);
   torch::NoGradGuard no_grad_for_setup;
   std::array<double, kNumClasses> weights{};
   for (int c : init.classes_seen)
@@ -555,7 +557,7 @@ double soft_dice(const MultiChannelImage<Scanner>& scan_masks, const MultiChanne
   check_options(options);
   check_sharpness(options);
   try {
-    const torch::Device device = resolve_device(options.device);
+    const torch::Device device = torch_device(options.device);
     torch::NoGradGuard no_grad;
     const Prepared prep = prepare(scan_masks, atlas_masks, weights, options, device);
     const Eigen::Affine3d& m = scanner_to_atlas.matrix();

@@ -3,12 +3,14 @@
 #include "ctarr/network.hpp"
 
 #include "../../src/detail/safetensors.hpp"  // torch-free adapter, tested directly
+#include "../../src/parallel.hpp"            // CTARR_THREADS, read in one place
 #include "support/support.hpp"
 
 #include <gtest/gtest.h>
 #include <nlohmann/json.hpp>
 
 #include <cmath>
+#include <cstdlib>
 #include <cstring>
 #include <fstream>
 #include <functional>
@@ -19,6 +21,8 @@
 
 namespace ctarr {
 namespace {
+
+using test::expect_error;
 
 MultiChannelImage<Scanner> random_image(const Index3& size, int channels, unsigned seed = 1) {
   Grid<Scanner> g;
@@ -315,15 +319,40 @@ TEST(SlidingWindow, InvalidOptionsAreUsageErrors) {
     EXPECT_EQ(e.code(), ErrorCode::Usage);
   }
   bad = window(0);
-  EXPECT_THROW(sliding_window(in, 1, noop, bad), Error);
+  expect_error([&] { sliding_window(in, 1, noop, bad); }, ErrorCode::Usage, {"patch size must be positive, got 0"});
 }
 
 // ---- device ---------------------------------------------------------------------------------------------------
 
 TEST(Device, CpuIsAlwaysAvailableAndAutoPicksCudaOnlyWhenPresent) {
   EXPECT_EQ(resolve_device({"cpu"}), "cpu");
-  const std::string a = resolve_device({"auto"});
-  EXPECT_TRUE(a == "cpu" || a == "cuda:0") << a;
+  // "auto" is CUDA exactly when an explicit CUDA request succeeds, and then the first GPU; otherwise the CPU.
+  std::string cuda;
+  try {
+    cuda = resolve_device({"cuda"});
+  } catch (const Error& e) {
+    EXPECT_EQ(e.code(), ErrorCode::ModelFailure) << e.what();
+  }
+  EXPECT_EQ(resolve_device({"auto"}), cuda.empty() ? "cpu" : "cuda:0");
+  if (!cuda.empty()) {
+    EXPECT_EQ(cuda, "cuda:0");
+  }
+  expect_error([] { resolve_device({"gpu"}); }, ErrorCode::Usage, {"unknown device 'gpu'"});
+}
+
+// CTARR_THREADS is read in one place for ctarr's loops and LibTorch's pool, with one rule: a whole number 1..4096.
+TEST(Threads, CtarrThreadsIsAWholeNumberOrAUsageErrorNamingIt) {
+  const char* before = std::getenv("CTARR_THREADS");
+  const std::string saved = before ? before : "";
+  ::setenv("CTARR_THREADS", "3", 1);
+  EXPECT_EQ(configured_threads(), 3);
+  for (const char* bad : {"2x", "0", "-1", "4097", " 2"}) {
+    ::setenv("CTARR_THREADS", bad, 1);
+    expect_error([] { configured_threads(); }, ErrorCode::Usage, {"CTARR_THREADS='" + std::string(bad) + "'"});
+  }
+  ::unsetenv("CTARR_THREADS");
+  EXPECT_GE(configured_threads(), 1);
+  if (before) ::setenv("CTARR_THREADS", saved.c_str(), 1);
 }
 
 TEST(Device, CudaRequestWithoutCudaIsAModelFailureNotAFallback) {
@@ -633,9 +662,12 @@ TEST(Network, PredictGivesProbabilitiesOnTheInputGrid) {
 
 TEST(Network, WrongChannelCountOrPatchSizeIsRefused) {
   Network net(golden("unet_golden.safetensors"), {"cpu"});
-  EXPECT_THROW(net.predict(random_image(Index3{{8, 8, 8}}, 2), window(16)), Error);
-  EXPECT_THROW(net.predict(random_image(Index3{{8, 8, 8}}, 3), window(12)), Error);
-  EXPECT_THROW(net.logits(std::vector<float>(3 * 8 * 8 * 12), {8, 8, 12}), Error);
+  expect_error([&] { net.predict(random_image(Index3{{8, 8, 8}}, 2), window(16)); }, ErrorCode::Internal,
+               {"input has 2 channels"});
+  expect_error([&] { net.predict(random_image(Index3{{8, 8, 8}}, 3), window(12)); }, ErrorCode::Usage,
+               {"patch size must be a multiple of"});
+  expect_error([&] { net.logits(std::vector<float>(3 * 8 * 8 * 12), {8, 8, 12}); }, ErrorCode::Usage,
+               {"input sizes must be positive multiples of"});
 }
 
 }  // namespace
