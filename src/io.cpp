@@ -1,4 +1,4 @@
-// ctarr — reading and writing images. ITK and GDCM stay in detail/itk_bridge.cpp; this file turns the bridge's
+// ctarr — reading and writing images. ITK and GDCM stay behind detail/itk_bridge.hpp; this file turns the bridge's
 // plain structs into ctarr::Image, validates geometry and makes writes atomic.
 #include "ctarr/io.hpp"
 

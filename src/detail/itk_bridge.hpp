@@ -1,4 +1,7 @@
-// ctarr — the ITK/GDCM adapter behind io.hpp.
+// ctarr — the ITK/GDCM adapter behind io.hpp. Implemented in parts: image_files.cpp (NIfTI, NRRD, MetaImage through
+// ITK), nifti_reader.cpp (ctarr's NIfTI-1 voxel reader and header checks), dicom_guard.cpp (the element walker that
+// runs before GDCM), dicom_header.cpp (one file's header and frames), dicom_series.cpp (series choice and assembly),
+// itk_support.cpp (set-up and error text they share).
 //
 // This header is plain C++ on purpose: ITK bundles its own Eigen under the same namespace and include guards
 // as the system Eigen, so a translation unit that includes ITK headers must not include geometry.hpp,
