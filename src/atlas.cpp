@@ -13,29 +13,13 @@ namespace ctarr {
 namespace fs = std::filesystem;
 using nlohmann::json;
 
-namespace {
-
-template <class To, class From>
-MultiChannelImage<To> reframe(MultiChannelImage<From>&& in) {
-  MultiChannelImage<To> out;
-  out.grid.size = in.grid.size;
-  out.grid.origin = in.grid.origin;
-  out.grid.spacing = in.grid.spacing;
-  out.grid.direction = in.grid.direction;
-  out.channels = in.channels;
-  out.data = std::move(in.data);
-  return out;
-}
-
-}  // namespace
-
 AtlasModel load_atlas(const std::string& dir) {
   const std::string image_path = (fs::path(dir) / "atlas.nii.gz").string();
   const std::string manifest_path = (fs::path(dir) / "atlas.json").string();
   AtlasModel atlas;
   try {
     atlas.manifest_json = read_text_file(manifest_path);
-    atlas.masks = reframe<Atlas>(read_multichannel(image_path));
+    atlas.masks = with_frame<Atlas>(read_multichannel(image_path));  // the file holds the atlas
   } catch (const Error& e) {
     throw Error(ErrorCode::ModelFailure, std::string("cannot load the atlas: ") + e.what());
   }
@@ -57,8 +41,7 @@ AtlasModel load_atlas(const std::string& dir) {
 void save_atlas(const AtlasModel& atlas, const std::string& dir) {
   std::error_code ec;
   fs::create_directories(dir, ec);
-  MultiChannelImage<Atlas> copy = atlas.masks;
-  write_multichannel(reframe<Scanner>(std::move(copy)), (fs::path(dir) / "atlas.nii.gz").string());
+  write_multichannel(with_frame<Scanner>(atlas.masks), (fs::path(dir) / "atlas.nii.gz").string());  // files are frame-less
   write_text_file((fs::path(dir) / "atlas.json").string(), atlas.manifest_json);
 }
 

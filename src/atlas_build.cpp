@@ -61,18 +61,6 @@ struct Registration {
   Eigen::Vector3d scale = Eigen::Vector3d::Ones();
 };
 
-template <class To, class From>
-MultiChannelImage<To> reframe(const MultiChannelImage<From>& in) {
-  MultiChannelImage<To> out;
-  out.grid.size = in.grid.size;
-  out.grid.origin = in.grid.origin;
-  out.grid.spacing = in.grid.spacing;
-  out.grid.direction = in.grid.direction;
-  out.channels = in.channels;
-  out.data = in.data;
-  return out;
-}
-
 std::string fmt(double v, int precision = 3) {
   std::ostringstream os;
   os.precision(precision);
@@ -388,7 +376,7 @@ AtlasModel build_atlas(const std::vector<AtlasSource>& sources, const BuildAtlas
     int count = reference[i] ? 1 : 0;
     for (std::size_t j = 0; j < n; ++j) {
       if (j == i || !reference[j]) continue;
-      const MultiChannelImage<Atlas> as_atlas = reframe<Atlas>(src[j].masks);
+      const MultiChannelImage<Atlas> as_atlas = with_frame<Atlas>(src[j].masks);  // source j plays the atlas
       const Landmarks<Atlas> lm = extract_landmarks(as_atlas);
       const Registration r = register_masks(src[i].masks, src[i].landmarks, as_atlas, lm, refine);
       log_info("atlas: source " + std::to_string(i + 1) + " -> source " + std::to_string(j + 1) + ": Dice " +
@@ -447,7 +435,7 @@ AtlasModel build_atlas(const std::vector<AtlasSource>& sources, const BuildAtlas
   atlas.landmarks = extract_landmarks(atlas.masks);
 
   // 6. checks, fitted as Pipeline::fit does: the atlas fits itself, every source fits the atlas
-  const MultiChannelImage<Scanner> self_scan = reframe<Scanner>(atlas.masks);
+  const MultiChannelImage<Scanner> self_scan = with_frame<Scanner>(atlas.masks);  // the atlas plays a scan
   const Landmarks<Scanner> self_lm = extract_landmarks(self_scan);
   const Registration self = register_masks(self_scan, self_lm, atlas.masks, atlas.landmarks, refine_to_mean);
   const double self_shift = max_displacement_mm(self.map, atlas.masks.grid);

@@ -1,9 +1,10 @@
-// ctarr — shards, stop requests, progress text.
+// ctarr — shards, stop requests, progress text, reading ahead.
 #include "ctarr/batch.hpp"
 
 #include "ctarr/error.hpp"
 #include "temp_files.hpp"
 
+#include <algorithm>
 #include <atomic>
 #include <cmath>
 #include <csignal>
@@ -97,6 +98,39 @@ std::string progress_line(const BatchProgress& p, int width) {
   if (p.done < p.total) line += "  ETA " + format_duration(p.eta_s);
   if (!p.current.empty()) line += "  " + p.current;
   return line;
+}
+
+void throw_if_stop_requested() {
+  if (const int sig = stop_signal())
+    throw Error(sig == SIGTERM ? ErrorCode::Terminated : ErrorCode::Interrupted,
+                std::string("stopped by ") + (sig == SIGTERM ? "SIGTERM" : "SIGINT"));
+}
+
+void ReadAhead::start_next() {
+  if (next_.valid() || next_index_ >= paths_.size()) return;
+  const std::string path = paths_[next_index_];
+  path_ = path;
+  next_ = std::async(std::launch::async, [path] { return read_scan(path); });
+}
+
+Scan ReadAhead::take(const std::string& path) {
+  const auto it = std::find(paths_.begin() + static_cast<std::ptrdiff_t>(std::min(next_index_, paths_.size())),
+                            paths_.end(), path);
+  if (it != paths_.end()) next_index_ = static_cast<std::size_t>(it - paths_.begin()) + 1;
+  if (next_.valid() && path_ == path) {
+    std::future<Scan> f = std::move(next_);
+    return f.get();
+  }
+  drop();
+  return read_scan(path);
+}
+
+void ReadAhead::drop() noexcept {
+  if (!next_.valid()) return;
+  try {
+    next_.get();
+  } catch (...) {
+  }
 }
 
 }  // namespace ctarr

@@ -534,9 +534,8 @@ Preview<Atlas> render_heatmap_preview(const Image<float, Atlas>& heatmap, const 
 
 std::string preview_file_name(const std::string& input_path) { return image_stem(input_path) + "_preview.png"; }
 
-CropPicture render_crop_preview(const Scan& scan, const Segmentation& segmentation, const Fit& fit,
-                                const std::vector<Region>& regions, const CropRequest& request,
-                                const AtlasModel& atlas) {
+Preview<Scanner> render_crop_preview(const Scan& scan, const Segmentation& segmentation, const Fit& fit,
+                                     const CropPlan* plan, const AtlasModel& atlas) {
   PreviewOverlay overlay;
   overlay.segmentation = &segmentation.soft_masks;
   overlay.axial_slices = true;
@@ -547,27 +546,14 @@ CropPicture render_crop_preview(const Scan& scan, const Segmentation& segmentati
   }
   overlay.refused = fit.refusal;
   std::string names;
-  if (fit.refusal.empty()) {
-    const Affine<Atlas, Scanner> atlas_to_scanner = fit.scanner_to_atlas.inverse();
-    // each region's crops as crop_regions cuts them: voxel ranges [start, end) -> their faces in scanner mm
-    for (const Region& region : regions) {
-      names += (names.empty() ? "" : ", ") + region.name;
-      CropOptions options = request.crop;
-      if (!options.margin_mm) options.margin_mm = region.margin_mm;
-      for (const Box<Atlas>& box : region.boxes) {
-        const MappedBox mapped = map_box(box, atlas_to_scanner, scan.image.grid, options);
-        if (mapped.misses_scan) continue;
-        const IndexBox& r = options.pad ? mapped.requested : mapped.clipped;
-        Eigen::Vector3d lo = Eigen::Vector3d::Constant(1e300), hi = Eigen::Vector3d::Constant(-1e300);
-        for (int c = 0; c < 8; ++c) {
-          ContinuousIndex ci;
-          for (int a = 0; a < 3; ++a) ci.v[a] = static_cast<double>(((c >> a) & 1) ? r.end[a] : r.start[a]) - 0.5;
-          const Eigen::Vector3d p = scan.image.grid.to_world(ci).mm;
-          lo = lo.cwiseMin(p);
-          hi = hi.cwiseMax(p);
-        }
-        overlay.boxes.push_back(PreviewBox{region.name, Box<Scanner>{Point<Scanner>{lo}, Point<Scanner>{hi}}});
-      }
+  if (plan && fit.refusal.empty()) {
+    // each region's crops as they are cut: the faces of the voxel ranges, in scanner mm
+    for (const RegionPlan& region : plan->regions) {
+      names += (names.empty() ? "" : ", ") + region.region.name;
+      for (std::size_t b = 0; b < region.boxes.size(); ++b)
+        if (!region.boxes[b].misses_scan)
+          overlay.boxes.push_back(
+              PreviewBox{region.region.name, voxel_range_extent(scan.image.grid, region.written_range(b))});
     }
   }
   overlay.text.push_back(image_stem(scan.info.path) + (names.empty() ? "" : "  crop: " + names));
@@ -581,10 +567,7 @@ CropPicture render_crop_preview(const Scan& scan, const Segmentation& segmentati
   overlay.text.push_back("fill: segmentation, line: fitted atlas");
   overlay.warnings = scan.info.warnings;
   overlay.warnings.insert(overlay.warnings.end(), fit.warnings.begin(), fit.warnings.end());
-  CropPicture out;
-  out.preview = render_scan_preview(scan.image, overlay);
-  out.path = (fs::path(request.out_dir) / preview_file_name(scan.info.path)).string();
-  return out;
+  return render_scan_preview(scan.image, overlay);
 }
 
 }  // namespace ctarr

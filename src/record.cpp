@@ -127,48 +127,16 @@ CropSummary crop_summary(const CropRecord& r, const std::string& record_path) {
 }
 
 CropSummary parse_crop_summary(const std::string& path, const std::string& text) {
+  bool has_summary = false;
   try {
-    const json j = json::parse(text).at("summary");
-    CropSummary s;
-    s.case_id = j.at("case").get<std::string>();
-    s.region = j.at("region").get<std::string>();
-    s.input = j.at("input").get<std::string>();
-    s.record = path;
-    s.fit_dice = j.at("fit_dice").get<double>();
-    s.orientation = j.at("orientation").get<std::string>();
-    s.orientation_searched = j.at("orientation_searched").get<bool>();
-    for (const json& b : j.at("boxes")) {
-      CropSummary::Box sb;
-      sb.written = IndexBox{read_index3(b.at("index_start"), "index_start"), read_index3(b.at("index_end"), "index_end")};
-      sb.atlas_box = Box<Atlas>{{read_vec3(b.at("atlas_lower_mm"), "atlas_lower_mm")},
-                                {read_vec3(b.at("atlas_upper_mm"), "atlas_upper_mm")}};
-      sb.fraction_inside = b.at("fraction_inside_scan").get<double>();
-      sb.file = b.at("file").get<std::string>();
-      s.boxes.push_back(sb);
-    }
-    s.input_voxels = j.at("input_voxels").get<std::int64_t>();
-    s.crop_voxels = j.at("crop_voxels").get<std::int64_t>();
-    for (const json& l : j.at("labels")) {
-      LabelKept k;
-      k.value = l.at("value").get<int>();
-      k.voxels = l.at("voxels").get<std::int64_t>();
-      k.kept = l.at("kept").get<std::int64_t>();
-      k.lost_beyond = read_faces(l.at("lost_beyond_face"));
-      k.lost_between = l.at("lost_between_boxes").get<std::int64_t>();
-      k.touching = read_faces(l.at("kept_on_inner_box_face"));
-      s.labels.push_back(k);
-    }
-    s.warnings = j.at("warnings").get<std::vector<std::string>>();
-    s.warning_codes = j.at("warning_codes").get<std::vector<std::string>>();
-    s.preview = j.value("preview", "");
-    return s;
-  } catch (const json::exception& e) {
-    throw Error(ErrorCode::UnreadableInput, "crop record " + path + " has no readable summary (written by an older ctarr?): " +
-                                                e.what() + "; rerun with --overwrite");
-  } catch (const std::invalid_argument& e) {  // read_vec3 / read_index3: wrong types or absurd indices
-    throw Error(ErrorCode::UnreadableInput, "crop record " + path + " has a malformed summary: " + e.what() +
-                                                "; rerun with --overwrite");
+    const json j = json::parse(text);
+    has_summary = j.is_object() && j.contains("summary");
+  } catch (const json::exception&) {
   }
+  if (!has_summary)
+    throw Error(ErrorCode::UnreadableInput, "crop record " + path + " has no readable summary (written by an older ctarr?); "
+                                            "rerun with --overwrite");
+  return crop_summary(parse_crop_record(path, text), path);
 }
 
 std::string summary_json(const std::vector<CropSummary>& rows) {
@@ -278,6 +246,7 @@ std::string records_json_array(const std::vector<CropSummary>& rows) {
 std::string crop_record_json(const CropRecord& r) {
   json j;
   j["ctarr_version"] = kVersion;
+  j["record_version"] = kCropRecordVersion;
   j["case"] = r.case_id;
   j["input"] = {{"path", r.input}, {"format", r.scan_info.format}, {"stored_type", to_string(r.scan_info.stored_type)},
                 {"grid", scanner_grid_json(r.input_grid)}};
@@ -371,37 +340,181 @@ std::string crop_record_json(const CropRecord& r) {
   return detail::json_text(j, 2) + "\n";
 }
 
-ParsedCropRecord parse_crop_record(const std::string& path, const std::string& text) {
+namespace {
+
+// ---- reading a record back: every field crop_record_json writes -----------------------------------------------
+
+PixelType pixel_type_named(const std::string& name) {
+  for (const PixelType t : {PixelType::UInt8, PixelType::Int8, PixelType::UInt16, PixelType::Int16, PixelType::UInt32,
+                            PixelType::Int32, PixelType::Float32, PixelType::Float64})
+    if (name == to_string(t)) return t;
+  malformed("unknown voxel type \"" + name + "\"");
+}
+
+int class_named(const std::string& name) {
+  const auto& names = class_names();
+  const auto it = std::find(names.begin(), names.end(), name);
+  if (it == names.end()) malformed("unknown class \"" + name + "\"");
+  return static_cast<int>(it - names.begin());
+}
+
+Grid<Scanner> read_scanner_grid(const json& g, const std::string& what) {
+  Grid<Scanner> grid;
+  grid.size = read_index3(g.at("size"), what + ".size");
+  grid.origin = read_vec3(g.at("origin_mm"), what + ".origin_mm");
+  grid.spacing = read_vec3(g.at("spacing_mm"), what + ".spacing_mm");
+  grid.direction = detail::read_mat3(g.at("direction"), what + ".direction");
+  validate_grid(grid, what);
+  return grid;
+}
+
+IndexBox read_index_box(const json& j, const std::string& what) {
+  IndexBox b{read_index3(j.at("start"), what + ".start"), read_index3(j.at("end"), what + ".end")};
+  for (int a = 0; a < 3; ++a)
+    if (b.start[a] > b.end[a]) malformed("a box has " + what + " start > end");
+  return b;
+}
+
+template <class Frame>
+Box<Frame> read_box(const json& j, const std::string& what) {
+  return Box<Frame>{{read_vec3(j.at("lower"), what + ".lower")}, {read_vec3(j.at("upper"), what + ".upper")}};
+}
+
+std::vector<int> read_classes(const json& names) {
+  std::vector<int> out;
+  for (const json& n : names) out.push_back(class_named(n.get<std::string>()));
+  return out;
+}
+
+CropOptions read_options(const json& o) {
+  CropOptions options;
+  if (o.contains("margin_mm") && !o.at("margin_mm").is_null()) options.margin_mm = o.at("margin_mm").get<double>();
+  options.pad = o.value("pad", false);
+  if (o.contains("pad_value") && !o.at("pad_value").is_null()) options.pad_value = o.at("pad_value").get<float>();
+  if (o.contains("target_spacing_mm") && !o.at("target_spacing_mm").is_null())
+    options.target_spacing_mm = read_vec3(o.at("target_spacing_mm"), "options.target_spacing_mm");
+  options.z_only = o.value("z_only", false);
+  return options;
+}
+
+CropRecordBox read_record_box(const json& b, bool pad) {
+  CropRecordBox rb;
+  rb.file = b.at("file").get<std::string>();
+  const IndexBox written = read_index_box(b.at("index_box_written"), "index_box_written");
+  // A record that gives only the range written (hand-made, or trimmed): it is both the requested and the clipped one.
+  rb.box.requested = b.contains("index_box_requested") ? read_index_box(b.at("index_box_requested"), "index_box_requested") : written;
+  rb.box.clipped = b.contains("index_box_in_scan") ? read_index_box(b.at("index_box_in_scan"), "index_box_in_scan") : written;
+  if ((pad ? rb.box.requested : rb.box.clipped).start != written.start ||
+      (pad ? rb.box.requested : rb.box.clipped).end != written.end)
+    malformed("a box's index_box_written is neither its requested range (with pad) nor its range in the scan");
+  if (b.contains("atlas_box_mm")) rb.box.atlas_box = read_box<Atlas>(b.at("atlas_box_mm"), "atlas_box_mm");
+  if (b.contains("scanner_box_mm")) rb.box.scanner_box = read_box<Scanner>(b.at("scanner_box_mm"), "scanner_box_mm");
+  rb.box.was_clipped = b.value("clipped", false);
+  rb.box.misses_scan = b.value("missed_scan", false);
+  rb.box.fraction_inside = b.value("fraction_inside_scan", 0.0);
+  if (b.contains("output_grid")) rb.output_grid = read_scanner_grid(b.at("output_grid"), "output_grid");
+  if (b.contains("channel_files")) rb.channel_files = b.at("channel_files").get<std::vector<std::string>>();
+  rb.label_file = b.value("label_file", "");
+  return rb;
+}
+
+void read_fit(const json& j, CropRecord& r) {
+  if (j.contains("transform")) {
+    const json& t = j.at("transform");
+    r.initial.orientation = t.at("orientation").get<std::string>();
+    r.refined.rotation = detail::read_mat3(t.at("rotation"), "transform.rotation");
+    r.refined.scale = read_vec3(t.at("scale"), "transform.scale");
+    r.refined.translation_mm = read_vec3(t.at("translation_mm"), "transform.translation_mm");
+    r.refined.pivot_scanner_mm = read_vec3(t.at("pivot_scanner_mm"), "transform.pivot_scanner_mm");
+    r.refined.pivot_atlas_mm = read_vec3(t.at("pivot_atlas_mm"), "transform.pivot_atlas_mm");
+  }
+  if (!j.contains("fit")) return;
+  const json& f = j.at("fit");
+  r.refined.dice = f.at("dice").get<double>();
+  r.refined.initial_dice = f.at("initial_dice").get<double>();
+  r.refined.iterations = f.at("iterations").get<int>();
+  r.initial.searched = f.at("orientation_searched").get<bool>();
+  for (const json& c : f.at("orientation_candidates"))
+    r.initial.candidates.push_back({c.at("orientation").get<std::string>(), Eigen::Matrix3d::Identity(),
+                                    c.at("rms_error_mm").get<double>()});
+  r.initial.scale = f.at("landmark_scale").get<double>();
+  r.initial.classes_seen = read_classes(f.at("classes_seen"));
+  r.initial.classes_left_out = read_classes(f.at("classes_left_out"));
+  if (f.contains("network_passes"))
+    for (const json& p : f.at("network_passes"))
+      r.network_passes.push_back({p.at("turn").get<std::string>(), p.at("dice").get<double>(), p.at("classes").get<int>(),
+                                  p.value("orientation", ""), p.at("score").get<double>(), p.value("error", ""),
+                                  p.at("kept").get<bool>()});
+}
+
+void read_labels_and_preview(const json& j, CropRecord& r) {
+  if (j.contains("labels"))
+    for (const json& l : j.at("labels")) {
+      LabelKept k;
+      k.value = l.at("value").get<int>();
+      k.voxels = l.at("voxels").get<std::int64_t>();
+      k.kept = l.at("kept").get<std::int64_t>();
+      k.lost_beyond = read_faces(l.at("lost_beyond_face"));
+      k.lost_between = l.at("lost_between_boxes").get<std::int64_t>();
+      k.touching = read_faces(l.at("kept_on_inner_box_face"));
+      r.labels.push_back(k);
+    }
+  if (!j.contains("preview")) return;
+  const json& p = j.at("preview");
+  PreviewRecord pr;
+  pr.file = p.at("file").get<std::string>();
+  pr.pixel_mm = p.at("pixel_mm").get<double>();
+  pr.views_top = p.at("views").at("top").get<int>();
+  pr.coronal_left = p.at("views").at("coronal_left").get<int>();
+  pr.sagittal_left = p.at("views").at("sagittal_left").get<int>();
+  for (const json& a : p.at("axial_slices"))
+    pr.axial.push_back({a.at("label").get<std::string>(), a.at("left").get<int>(), a.at("top").get<int>(),
+                        a.at("display_k").get<std::int64_t>()});
+  r.preview = pr;
+}
+
+}  // namespace
+
+CropRecord parse_crop_record(const std::string& path, const std::string& text) {
   try {
     const json j = json::parse(text);
-    ParsedCropRecord p;
-    p.input = j.at("input").at("path").get<std::string>();
-    p.stored_type = j.at("input").value("stored_type", "");
-    const json& g = j.at("input").at("grid");
-    p.input_grid.size = read_index3(g.at("size"), "input.grid.size");
-    p.input_grid.origin = read_vec3(g.at("origin_mm"), "input.grid.origin_mm");
-    p.input_grid.spacing = read_vec3(g.at("spacing_mm"), "input.grid.spacing_mm");
-    p.input_grid.direction = detail::read_mat3(g.at("direction"), "input.grid.direction");
-    validate_grid(p.input_grid, "input.grid");
-    if (!j.at("boxes").is_array()) malformed("\"boxes\" is not an array");
-    for (const json& b : j.at("boxes")) {
-      IndexBox range{read_index3(b.at("index_box_written").at("start"), "index_box_written.start"),
-                     read_index3(b.at("index_box_written").at("end"), "index_box_written.end")};
-      for (int a = 0; a < 3; ++a)
-        if (range.start[a] > range.end[a]) malformed("a box has index_box_written start > end");
-      p.boxes.emplace_back(range, b.at("file").get<std::string>());
-      p.label_files.push_back(b.value("label_file", ""));
+    if (!j.is_object()) malformed("not a JSON object");
+    const int version = j.value("record_version", 1);
+    if (version > kCropRecordVersion)
+      malformed("record_version " + std::to_string(version) + " is newer than this ctarr reads (" +
+                std::to_string(kCropRecordVersion) + "): read it with a newer ctarr");
+    CropRecord r;
+    r.case_id = j.value("case", "");
+    const json& in = j.at("input");
+    r.input = in.at("path").get<std::string>();
+    r.scan_info.path = r.input;
+    r.scan_info.format = in.value("format", "");
+    if (in.contains("stored_type")) r.scan_info.stored_type = pixel_type_named(in.at("stored_type").get<std::string>());
+    r.input_grid = read_scanner_grid(in.at("grid"), "input.grid");
+    if (in.contains("channels")) r.channel_inputs = in.at("channels").get<std::vector<std::string>>();
+    r.label_input = in.value("labels", "");
+    if (in.contains("dicom")) {
+      r.scan_info.series_uid = in.at("dicom").at("series_uid").get<std::string>();
+      r.scan_info.series_description = in.at("dicom").at("series_description").get<std::string>();
+      r.scan_info.slices_read = in.at("dicom").at("slices").get<int>();
     }
-    const json& o = j.at("options");
-    if (o.contains("pad_value") && !o.at("pad_value").is_null()) p.pad_value = o.at("pad_value").get<float>();
-    p.resampled = o.contains("target_spacing_mm") && !o.at("target_spacing_mm").is_null();
-    p.region = j.at("region").at("name").get<std::string>();
-    if (o.contains("margin_mm") && !o.at("margin_mm").is_null()) p.options.margin_mm = o.at("margin_mm").get<double>();
-    p.options.pad = o.value("pad", false);
-    p.options.pad_value = p.pad_value;
-    if (p.resampled) p.options.target_spacing_mm = read_vec3(o.at("target_spacing_mm"), "options.target_spacing_mm");
-    p.options.z_only = o.value("z_only", false);
-    return p;
+    if (!j.at("boxes").is_array()) malformed("\"boxes\" is not an array");
+    r.region = j.at("region").at("name").get<std::string>();
+    if (j.at("region").contains("provenance")) r.region_provenance_json = detail::json_text(j.at("region").at("provenance"));
+    r.options = read_options(j.at("options"));
+    for (const json& b : j.at("boxes")) r.boxes.push_back(read_record_box(b, r.options.pad));
+    read_fit(j, r);
+    if (j.contains("canonical_reorientation")) {
+      r.reorientation.axis = j.at("canonical_reorientation").at("axis").get<std::array<int, 3>>();
+      r.reorientation.flip = j.at("canonical_reorientation").at("flip").get<std::array<bool, 3>>();
+    }
+    r.segmentation_source = j.value("segmentation", "");
+    r.model_id = j.value("model", "");
+    r.atlas_id = j.value("atlas", "");
+    if (j.contains("warnings")) r.warnings = j.at("warnings").get<std::vector<std::string>>();
+    if (j.contains("warning_codes")) r.warning_codes = j.at("warning_codes").get<std::vector<std::string>>();
+    read_labels_and_preview(j, r);
+    return r;
   } catch (const json::exception& e) {
     throw Error(ErrorCode::UnreadableInput, "crop record " + path + " is malformed: " + e.what());
   } catch (const std::invalid_argument& e) {

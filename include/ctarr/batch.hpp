@@ -1,8 +1,12 @@
-// ctarr — running many cases in one process: shards for job arrays, stop requests (SIGINT/SIGTERM), progress.
+// ctarr — running many cases in one process: shards for job arrays, stop requests (SIGINT/SIGTERM), progress,
+// the next scan read ahead.
 #pragma once
+
+#include "ctarr/io.hpp"
 
 #include <cstddef>
 #include <functional>
+#include <future>
 #include <string>
 #include <vector>
 
@@ -45,6 +49,8 @@ class StopOnSignals {
 int stop_signal() noexcept;
 void request_stop(int signal) noexcept;
 void clear_stop_request() noexcept;
+// Throws Interrupted (SIGINT) or Terminated (SIGTERM) when a stop was requested: a batch calls it between steps.
+void throw_if_stop_requested();
 
 // ---- progress ---------------------------------------------------------------------------------------------------
 
@@ -63,5 +69,32 @@ using ProgressCallback = std::function<void(const BatchProgress&)>;
 std::string format_duration(double seconds);
 // One-line text bar: "[#######.....] 12/40  3 failed  4 skipped  ETA 4m05s  case_013".
 std::string progress_line(const BatchProgress& p, int width = 24);
+
+// ---- reading ahead ----------------------------------------------------------------------------------------------
+
+// Reads the next case's scan on another thread while the program does something else: the first while the atlas
+// loads, each further one while the case before is fitted, cropped and written (after its network stage, so that
+// two scans are never held beside the network's working memory). Reading is gunzip and conversion on one core. A
+// read error surfaces when the scan is taken, in that case's own error handling.
+class ReadAhead {
+ public:
+  explicit ReadAhead(std::vector<std::string> paths) : paths_(std::move(paths)) {}  // the scans the run takes, in order
+  ReadAhead(const ReadAhead&) = delete;
+  ReadAhead& operator=(const ReadAhead&) = delete;
+  ~ReadAhead() { drop(); }
+
+  // Starts reading the scan after the last one taken (the first one before any), unless one is being read.
+  void start_next();
+  // The scan at `path`: the one read ahead when it is that file, else read now.
+  Scan take(const std::string& path);
+
+ private:
+  void drop() noexcept;  // waits for the thread; a scan nobody takes, or its error, is dropped
+
+  std::vector<std::string> paths_;
+  std::size_t next_index_ = 0;
+  std::string path_;
+  std::future<Scan> next_;
+};
 
 }  // namespace ctarr

@@ -99,6 +99,34 @@ struct MultiChannelImage {
 
 using LabelImage = Image<std::uint8_t, Scanner>;
 
+// The same grid, voxels unchanged, declared in frame To. Frames are tags; this is the one place an image changes
+// frame without a transform, for two reasons that hold by construction: image files carry no frame (io reads and
+// writes Scanner images, so the atlas file is read as one and declared Atlas), and the atlas build registers one
+// labelled scan onto another (the second scan then plays the atlas). Anything else maps through an Affine.
+template <class To, class From>
+Grid<To> with_frame(const Grid<From>& g) {
+  Grid<To> out;
+  out.size = g.size;
+  out.origin = g.origin;
+  out.spacing = g.spacing;
+  out.direction = g.direction;
+  return out;
+}
+template <class To, class T, class From>
+Image<T, To> with_frame(Image<T, From> image) {
+  Image<T, To> out;
+  out.grid = with_frame<To>(image.grid);
+  out.voxels = std::move(image.voxels);
+  return out;
+}
+template <class To, class From>
+MultiChannelImage<To> with_frame(MultiChannelImage<From> image) {
+  MultiChannelImage<To> out(with_frame<To>(image.grid), 0);
+  out.channels = image.channels;
+  out.data = std::move(image.data);
+  return out;
+}
+
 // ---- inline implementation -------------------------------------------------------------------------------
 
 template <class Frame>

@@ -5,12 +5,14 @@
 #include "ctarr/batch.hpp"
 #include "ctarr/crop.hpp"
 #include "ctarr/dataset.hpp"
+#include "ctarr/fit.hpp"
 #include "ctarr/io.hpp"
 #include "ctarr/network.hpp"
 #include "ctarr/preprocess.hpp"
 #include "ctarr/record.hpp"
 #include "ctarr/refine.hpp"
 #include "ctarr/turns.hpp"
+#include "ctarr/uncrop.hpp"
 
 #include <functional>
 #include <memory>
@@ -54,38 +56,6 @@ struct PipelineOptions {
 
 // `options` with empty model, atlas and regions paths replaced by those in default_data_dir().
 PipelineOptions with_default_paths(PipelineOptions options);
-
-// 19 soft masks on the canonical isotropic grid of a scan, and where they came from.
-struct Segmentation {
-  MultiChannelImage<Scanner> soft_masks;  // kNumClasses channels, probabilities
-  Reorientation reorientation;            // input grid -> canonical grid
-  std::string source;                     // "network:<model id>" or "labels:<path> (<label set>)"
-  bool from_network = false;              // probabilities of the network (else fractions of a label map)
-  // Network: the orientation candidate the scan was shown to the network as ("identity": as stored; turns.hpp).
-  // A fit that sees too few classes for the orientation search assumes this orientation.
-  std::string turn = "identity";
-  Eigen::Matrix3d turn_rotation = Eigen::Matrix3d::Identity();
-};
-
-struct Fit {
-  InitialFit initial;
-  RefineResult refined;
-  Affine<Scanner, Atlas> scanner_to_atlas;
-  std::vector<std::string> warnings;
-  std::vector<std::string> warning_codes;  // warning_code values (record.hpp) of `warnings`, distinct
-  std::vector<NetworkPass> network_passes; // segment_and_fit: every network pass tried, in order ("identity" first)
-  // Pipeline::fit_or_refusal: non-empty when the fit is refused (the FitFailed message Pipeline::fit throws).
-  std::string refusal;
-  // false when no transform was found (too few anatomies for landmarks, or the refinement diverged): then
-  // scanner_to_atlas is the identity and means nothing. A fit refused for its low Dice has its transform.
-  bool has_transform = true;
-};
-
-// A scan segmented by the network and fitted (Pipeline::segment_and_fit).
-struct NetworkFit {
-  Segmentation segmentation;  // the kept pass's, on the scan's canonical grid
-  Fit fit;
-};
 
 class Pipeline {
  public:
@@ -172,25 +142,7 @@ CropRun run_crop(const CropRequest& request);
 
 // ---- the uncrop command -------------------------------------------------------------------------------------
 
-struct UncropRequest {
-  std::string record;               // crop record (JSON) written by crop
-  std::vector<std::string> crops;   // one per written box, in the record's order; empty: the record's own crops
-                                    // (its label crops when `labels` is true and it has them)
-  std::string output;               // image file on the record's input grid
-  std::optional<bool> labels;       // true: nearest neighbour, fill 0; false: linear, fill the pad value (scan
-                                    // minimum); unset: labels when the crops are the record's label crops or an
-                                    // integer type other than the input's
-  std::optional<float> fill;        // value outside the boxes
-};
-
-struct UncropResult {
-  std::string output;
-  std::vector<std::string> crops;
-  bool labels = false;
-  float fill = 0.0f;
-};
-
-UncropResult run_uncrop(const UncropRequest& request);
+// run_uncrop: uncrop.hpp
 
 // ---- the segment command ------------------------------------------------------------------------------------
 

@@ -10,8 +10,11 @@
 // orientation is written in the corner.
 #pragma once
 
+#include "ctarr/atlas.hpp"
+#include "ctarr/crop_plan.hpp"
+#include "ctarr/fit.hpp"
+#include "ctarr/io.hpp"
 #include "ctarr/picture.hpp"
-#include "ctarr/pipeline.hpp"
 #include "ctarr/regions.hpp"
 
 #include <array>
@@ -102,19 +105,18 @@ Preview<Atlas> render_heatmap_preview(const Image<float, Atlas>& heatmap, const 
 // File name of a scan's preview: "<stem>_preview.png".
 std::string preview_file_name(const std::string& input_path);
 
-// The crop command's picture of one scan, rendered (not yet written).
+// The crop command's picture of one scan, rendered, and where it goes.
 struct CropPicture {
   Preview<Scanner> preview;
   std::string path;  // OUT/<stem>_preview.png
 };
 
 // The crop command's picture for one scan: the segmentation the fit used, filled; the atlas (mean masks mapped by the
-// fit) outlined for the classes the fit saw; every region's crop box (its margin and --pad / --z-only as cropped)
-// outlined and named, and an axial slice through each; the orientation found, the fit Dice, the segmentation's
-// source and the fit's warnings in the band. A refused fit (Fit::refusal) is drawn as such: red frame, the reason,
-// its atlas outline where a transform was found, no boxes.
-CropPicture render_crop_preview(const Scan& scan, const Segmentation& segmentation, const Fit& fit,
-                                const std::vector<Region>& regions, const CropRequest& request,
-                                const AtlasModel& atlas);
+// fit) outlined for the classes the fit saw; every planned region's crop box (the voxels its crop covers: margin,
+// --pad and --z-only as cropped) outlined and named, and an axial slice through each; the orientation found, the fit
+// Dice, the segmentation's source and the fit's warnings in the band. A refused fit (Fit::refusal) is drawn as such:
+// red frame, the reason, its atlas outline where a transform was found, no boxes (`plan` is null then).
+Preview<Scanner> render_crop_preview(const Scan& scan, const Segmentation& segmentation, const Fit& fit,
+                                     const CropPlan* plan, const AtlasModel& atlas);
 
 }  // namespace ctarr

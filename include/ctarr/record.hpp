@@ -50,6 +50,12 @@ struct PreviewRecord {
   std::vector<Axial> axial;
 };
 
+// The version of the record's JSON layout ("record_version"): 2 since the record reads back whole
+// (parse_crop_record); 1 for records without the field.
+constexpr int kCropRecordVersion = 2;
+
+// What a crop did, written beside its crops as JSON (crop_record_json) and read back (parse_crop_record): the one
+// record type. The summary rows of a batch (CropSummary) are a view of it (crop_summary).
 struct CropRecord {
   std::string case_id;        // batch case ("" for a single crop: the input's stem)
   std::string input;
@@ -72,6 +78,10 @@ struct CropRecord {
   std::string label_input;                 // dataset mode: the case's label map ("" when none)
   std::vector<LabelKept> labels;           // dataset mode: per label value, kept by the written boxes
   std::optional<PreviewRecord> preview;    // --preview
+
+  // The voxel range [start, end) of the input grid that box `b`'s crop covers: the whole box with pad, else its part
+  // inside the scan.
+  const IndexBox& written_range(std::size_t b) const { return options.pad ? boxes.at(b).box.requested : boxes.at(b).box.clipped; }
 };
 
 // The record as JSON: geometry in LPS mm, index boxes [start, end) in the input grid, transforms with their
@@ -114,7 +124,8 @@ struct CropSummary {
 
 // The summary row of a record as written (status "ok").
 CropSummary crop_summary(const CropRecord& record, const std::string& record_path);
-// The summary row stored in a record's JSON, read back (status "ok"; the caller sets "skipped").
+// The summary row of a record read back (crop_summary of parse_crop_record; status "ok": the caller sets "skipped").
+// A record without a "summary" object (written by an older ctarr) is UnreadableInput, so that resume redoes it.
 CropSummary parse_crop_summary(const std::string& path, const std::string& text);
 
 // summary.json: {"cases": [...], "counts": {...}}; summary.csv: one line per case and region (label columns
@@ -125,19 +136,11 @@ std::string summary_csv(const std::vector<CropSummary>& rows);
 // "summary"; failed rows: case, region, input, status, error, error_code.
 std::string records_json_array(const std::vector<CropSummary>& rows);
 
-// What uncrop needs back from a record: the input grid and, per box, the index range and file.
-struct ParsedCropRecord {
-  std::string input;
-  Grid<Scanner> input_grid;
-  std::string stored_type;  // the input's voxel type ("int16", ...)
-  std::vector<std::pair<IndexBox, std::string>> boxes;  // range actually written ([start, end) in the input grid)
-  std::vector<std::string> label_files;                 // per box, the label map's crop ("" when none)
-  std::optional<float> pad_value;                       // value the crops were padded with
-  bool resampled = false;                               // crops were written with --target-spacing
-  std::string region;
-  CropOptions options;                                  // as used (margin: the effective one)
-};
-// `text` is the record's contents; `path` names it in errors.
-ParsedCropRecord parse_crop_record(const std::string& path, const std::string& text);
+// Reads a record back: every field crop_record_json writes (so that writing the result gives the same text), for
+// uncrop, resume and the dataset.json of a cropped dataset. Records of an earlier version (no "record_version": 1)
+// are read as far as they go; only the input, its grid, the region's name, the options and each box's written range
+// and file are required. A newer version is refused. `text` is the record's contents; `path` names it in errors
+// (UnreadableInput).
+CropRecord parse_crop_record(const std::string& path, const std::string& text);
 
 }  // namespace ctarr

@@ -27,21 +27,11 @@ struct NativeProjections {
   std::vector<float> sagittal;  // [k][j]
 };
 
-template <class Frame>
-Grid<Scanner> as_scanner_grid(const Grid<Frame>& g) {
-  Grid<Scanner> s;
-  s.size = g.size;
-  s.origin = g.origin;
-  s.spacing = g.spacing;
-  s.direction = g.direction;
-  return s;
-}
-
 // `value` maps a voxel to the projected quantity; `max` selects a maximum instead of a mean.
 template <class T, class Frame, class Value>
 NativeProjections project_native(const Image<T, Frame>& volume, bool max, const Value& value) {
   NativeProjections p;
-  const Grid<Scanner> grid = as_scanner_grid(volume.grid);
+  const Grid<Scanner> grid = with_frame<Scanner>(volume.grid);  // the views need axes only, not the frame
   p.reorientation = canonical_reorientation(grid.direction);
   p.canonical = reorient_grid(grid, p.reorientation);
   const Index3 n = p.canonical.size;

@@ -12,19 +12,21 @@ namespace ctarr::test {
 namespace {
 
 // Fraction of the voxels with a label in `labels` that fall inside the record's written boxes.
-double fraction_kept(const Image<std::uint16_t>& seg, const std::set<int>& labels, const ParsedCropRecord& rec) {
+double fraction_kept(const Image<std::uint16_t>& seg, const std::set<int>& labels, const CropRecord& rec) {
   std::int64_t total = 0, kept = 0;
   for (std::int64_t k = 0; k < seg.grid.size[2]; ++k)
     for (std::int64_t j = 0; j < seg.grid.size[1]; ++j)
       for (std::int64_t i = 0; i < seg.grid.size[0]; ++i) {
         if (!labels.count(seg.at(Index3{{i, j, k}}))) continue;
         ++total;
-        for (const auto& [box, file] : rec.boxes)
-          if (!file.empty() && i >= box.start[0] && i < box.end[0] && j >= box.start[1] && j < box.end[1] &&
+        for (std::size_t b = 0; b < rec.boxes.size(); ++b) {
+          const IndexBox& box = rec.written_range(b);
+          if (!rec.boxes[b].file.empty() && i >= box.start[0] && i < box.end[0] && j >= box.start[1] && j < box.end[1] &&
               k >= box.start[2] && k < box.end[2]) {
             ++kept;
             break;
           }
+        }
       }
   return total == 0 ? 0.0 : static_cast<double>(kept) / static_cast<double>(total);
 }
@@ -43,12 +45,12 @@ TEST(TotalSegExample, SegCropsKeepLiverSpleenAndKidneys) {
   const std::vector<std::pair<std::string, std::set<int>>> organs{{"liver", {5}}, {"spleen", {1}}, {"kidneys", {2, 3}}};
   for (const auto& [region, ids] : organs) {
     const std::string record_path = out.file("example_ct_" + region + ".json");
-    const ParsedCropRecord rec = parse_crop_record(record_path, read_text_file(record_path));
+    const CropRecord rec = parse_crop_record(record_path, read_text_file(record_path));
     const double kept = fraction_kept(labels, ids, rec);
     EXPECT_GE(kept, 0.97) << region;
     std::cout << region << ": " << 100.0 * kept << " % of the label kept\n";
-    const Scan crop = read_scan(out.file(rec.boxes.front().second));
-    EXPECT_LT((crop.image.grid.origin - labels.grid.to_world(rec.boxes.front().first.start).mm).norm(), 1e-3)
+    const Scan crop = read_scan(out.file(rec.boxes.front().file));
+    EXPECT_LT((crop.image.grid.origin - labels.grid.to_world(rec.written_range(0).start).mm).norm(), 1e-3)
         << "the crop's origin must be the world position of its first voxel";
   }
 }
@@ -83,7 +85,9 @@ TEST(TotalSegExample, NetworkFindsAVoxelArrayTurnedAgainstItsHeader) {
       if (orientation_by_default.empty()) orientation_by_default = orientation;
       EXPECT_EQ(orientation, orientation_by_default) << region << passes_option;
       const nlohmann::json& passes = record.at("fit").at("network_passes");
-      if (!passes_option.empty()) EXPECT_EQ(passes.size(), 8u) << "every orientation candidate: " << passes.dump();
+      if (!passes_option.empty()) {
+        EXPECT_EQ(passes.size(), 8u) << "every orientation candidate: " << passes.dump();
+      }
       int kept_passes = 0;
       for (const nlohmann::json& p : passes) {
         if (!p.at("kept").get<bool>()) continue;

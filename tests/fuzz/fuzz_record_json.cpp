@@ -4,7 +4,7 @@
 
 extern "C" int LLVMFuzzerTestOneInput(const std::uint8_t* data, std::size_t size) {
   try {
-    const ctarr::ParsedCropRecord p =
+    const ctarr::CropRecord p =
         ctarr::parse_crop_record("fuzz.json", std::string(reinterpret_cast<const char*>(data), size));
     (void)p.input_grid.voxels();
   } catch (const ctarr::Error&) {

@@ -7,6 +7,7 @@
 
 #include <cmath>
 #include <limits>
+#include <type_traits>
 
 namespace ctarr::test {
 namespace {
@@ -51,6 +52,23 @@ TEST(Grid, ValidationRefusesBadGeometry) {
       EXPECT_NE(std::string(e.what()).find("scan.nii"), std::string::npos);
     }
   }
+}
+
+TEST(Grid, WithFrameKeepsTheGridAndVoxelsAndChangesOnlyTheFrameTag) {
+  const Image<float> scan = index_ramp({4, 3, 2}, oblique_direction(25.0));
+  const Image<float, Atlas> as_atlas = with_frame<Atlas>(scan);
+  static_assert(std::is_same_v<decltype(as_atlas.grid.to_world(Index3{})), Point<Atlas>>);
+  EXPECT_EQ(as_atlas.grid.size, scan.grid.size);
+  EXPECT_EQ(as_atlas.grid.origin, scan.grid.origin);
+  EXPECT_EQ(as_atlas.grid.spacing, scan.grid.spacing);
+  EXPECT_EQ(as_atlas.grid.direction, scan.grid.direction);
+  EXPECT_EQ(as_atlas.voxels, scan.voxels);
+  MultiChannelImage<Scanner> masks(scan.grid, 3, 0.25f);
+  masks.data[5] = 1.0f;
+  const MultiChannelImage<Atlas> back = with_frame<Atlas>(masks);
+  EXPECT_EQ(back.channels, 3);
+  EXPECT_EQ(back.data, masks.data);
+  EXPECT_LT((back.grid.to_world(Index3{{1, 2, 1}}).mm - masks.grid.to_world(Index3{{1, 2, 1}}).mm).norm(), 1e-12);
 }
 
 TEST(Affine, CompositionAppliesRightThenLeft) {

@@ -22,6 +22,7 @@ CropRecord sample_record() {
   b.box.clipped = IndexBox{Index3{{0, 1, 0}}, Index3{{6, 9, 4}}};
   b.box.was_clipped = true;
   b.file = "scan_liver.nii.gz";
+  b.output_grid = subgrid(r.input_grid, b.box.requested);
   r.boxes.push_back(b);
   r.initial.orientation = "rot90";
   r.initial.classes_seen = {14, 15};
@@ -35,15 +36,84 @@ CropRecord sample_record() {
 
 TEST(CropRecord, ParsesBackToTheWrittenGeometryAndBoxes) {
   const CropRecord r = sample_record();
-  const ParsedCropRecord p = parse_crop_record("rec.json", crop_record_json(r));
+  const CropRecord p = parse_crop_record("rec.json", crop_record_json(r));
   EXPECT_EQ(p.input, r.input);
   EXPECT_EQ(p.input_grid.size, r.input_grid.size);
   EXPECT_LT((p.input_grid.origin - r.input_grid.origin).norm(), 1e-12);
   EXPECT_LT((p.input_grid.direction - r.input_grid.direction).norm(), 1e-12);
   ASSERT_EQ(p.boxes.size(), 1u);
   // padded crops are written over the requested range
-  EXPECT_EQ(p.boxes[0].first.start, (Index3{{-2, 1, 0}}));
-  EXPECT_EQ(p.boxes[0].second, "scan_liver.nii.gz");
+  EXPECT_EQ(p.written_range(0).start, (Index3{{-2, 1, 0}}));
+  EXPECT_EQ(p.boxes[0].file, "scan_liver.nii.gz");
+}
+
+// The one record type round-trips: every field written is read back, so writing what was read gives the same text.
+// sample_record() is filled further here so that every optional part (channels, DICOM, labels, preview, network
+// passes, candidates, provenance) is in the text.
+TEST(CropRecord, ReadBackAndWrittenAgainItIsTheSameText) {
+  CropRecord r = sample_record();
+  r.case_id = "case_007";
+  r.channel_inputs = {"/data/scan_0000.nii.gz", "/data/scan_0001.nii.gz"};
+  r.label_input = "/data/labels/case_007.nii.gz";
+  r.scan_info.stored_type = PixelType::Int16;
+  r.scan_info.series_uid = "1.2.3";
+  r.scan_info.series_description = "abdomen 1.5 mm";
+  r.scan_info.slices_read = 212;
+  r.reorientation.axis = {1, 0, 2};
+  r.reorientation.flip = {true, false, true};
+  r.region_provenance_json = R"({"command":"ctarr infer-region","threshold":0.5})";
+  r.options.target_spacing_mm = Eigen::Vector3d(1.5, 1.5, 3.0);
+  r.options.z_only = true;
+  r.boxes[0].box.atlas_box = Box<Atlas>{{Eigen::Vector3d(-10.25, 3, 7)}, {Eigen::Vector3d(40, 50.5, 61)}};
+  r.boxes[0].box.scanner_box = Box<Scanner>{{Eigen::Vector3d(-1, -2, -3)}, {Eigen::Vector3d(4, 5, 6)}};
+  r.boxes[0].box.fraction_inside = 0.8125;
+  r.boxes[0].output_grid = subgrid(r.input_grid, r.boxes[0].box.requested);
+  r.boxes[0].channel_files = {"scan_liver_0000.nii.gz", "scan_liver_0001.nii.gz"};
+  r.boxes[0].label_file = "labels/scan_liver.nii.gz";
+  CropRecordBox missed;
+  missed.box.requested = IndexBox{Index3{{20, 20, 20}}, Index3{{25, 25, 25}}};
+  missed.box.clipped = IndexBox{Index3{{10, 9, 8}}, Index3{{10, 9, 8}}};
+  missed.box.misses_scan = true;
+  r.boxes.push_back(missed);
+  r.initial.searched = true;
+  r.initial.scale = 1.07;
+  r.initial.classes_left_out = {3};
+  r.initial.candidates = {{"identity", Eigen::Matrix3d::Identity(), 12.5}, {"rot90", Eigen::Matrix3d::Identity(), 4.25}};
+  r.refined.initial_dice = 0.61;
+  r.refined.iterations = 140;
+  r.refined.pivot_scanner_mm = Eigen::Vector3d(1, 2, 3);
+  r.refined.pivot_atlas_mm = Eigen::Vector3d(-4, 5, -6);
+  r.network_passes = {{"identity", 0.21, 3, "identity", 0.36, "", false}, {"rot270", 0.6, 9, "rot90", 1.8, "", true},
+                      {"zflip", 0.0, 0, "", 0.0, "too few classes", false}};
+  r.segmentation_source = "network:ctarr-unet-v2";
+  r.model_id = "ctarr-unet-v2";
+  r.atlas_id = "ctarr-atlas-1";
+  r.warning_codes = {"box_clipped"};
+  LabelKept l;
+  l.value = 2;
+  l.voxels = 90;
+  l.kept = 80;
+  l.lost_beyond[1] = 10;
+  l.touching[4] = 6;
+  r.labels = {l};
+  PreviewRecord pr;
+  pr.file = "scan_preview.png";
+  pr.pixel_mm = 1.75;
+  pr.views_top = 40;
+  pr.coronal_left = 2;
+  pr.sagittal_left = 300;
+  pr.axial = {{"liver", 2, 500, 37}};
+  r.preview = pr;
+
+  const std::string text = crop_record_json(r);
+  const CropRecord back = parse_crop_record("rec.json", text);
+  EXPECT_EQ(crop_record_json(back), text);
+  EXPECT_EQ(nlohmann::json::parse(text).at("record_version"), kCropRecordVersion);
+  EXPECT_EQ(back.scan_info.stored_type, PixelType::Int16);
+  EXPECT_EQ(back.initial.classes_seen, r.initial.classes_seen);
+  EXPECT_TRUE(back.boxes[1].box.misses_scan);
+  EXPECT_EQ(back.boxes[1].box.clipped.end, missed.box.clipped.end);
+  EXPECT_EQ(back.written_range(1).start, missed.box.requested.start);  // padded: the whole box
 }
 
 TEST(CropRecord, TransformMatricesAreInversesAndMatchTheParameters) {
@@ -71,6 +141,15 @@ TEST(CropRecord, MalformedRecordNamesTheFile) {
     EXPECT_EQ(e.code(), ErrorCode::UnreadableInput);
     EXPECT_NE(std::string(e.what()).find("/x/rec.json"), std::string::npos);
   }
+}
+
+TEST(CropRecord, ANewerVersionIsRefusedAndARecordWithoutVersionIsReadAsVersionOne) {
+  nlohmann::json j = nlohmann::json::parse(crop_record_json(sample_record()));
+  j["record_version"] = kCropRecordVersion + 1;
+  expect_error([&] { (void)parse_crop_record("/x/rec.json", j.dump()); }, ErrorCode::UnreadableInput,
+               {"/x/rec.json", "record_version " + std::to_string(kCropRecordVersion + 1), "newer"});
+  j.erase("record_version");
+  EXPECT_EQ(parse_crop_record("/x/rec.json", j.dump()).region, "liver");
 }
 
 TEST(CropRecord, SummaryStoredInTheRecordReadsBackForResumedRuns) {
@@ -101,10 +180,10 @@ TEST(CropRecord, SummaryStoredInTheRecordReadsBackForResumedRuns) {
   EXPECT_EQ(s.labels[0].kept, 7);
   EXPECT_EQ(s.labels[0].lost_beyond[5], 3);
   EXPECT_EQ(s.warning_codes, std::vector<std::string>{"box_clipped"});
-  const ParsedCropRecord p = parse_crop_record("rec.json", text);
-  EXPECT_EQ(p.label_files, std::vector<std::string>{"../labelsTr/case_007.nii.gz"});
-  ASSERT_TRUE(p.pad_value.has_value());
-  EXPECT_EQ(*p.pad_value, -1024.0f);
+  const CropRecord p = parse_crop_record("rec.json", text);
+  EXPECT_EQ(p.boxes[0].label_file, "../labelsTr/case_007.nii.gz");
+  ASSERT_TRUE(p.options.pad_value.has_value());
+  EXPECT_EQ(*p.options.pad_value, -1024.0f);
 }
 
 TEST(CropRecord, SummaryCsvHasOneLinePerRowAndAColumnPairPerLabel) {

@@ -107,9 +107,10 @@ std::string record_text(const std::string& spacing, const std::string& start, co
 }
 
 TEST(CropRecordJson, ValidRecordParses) {
-  const ParsedCropRecord p = parse_crop_record("r.json", record_text("[1,1,1]", "[1,2,3]"));
+  const CropRecord p = parse_crop_record("r.json", record_text("[1,1,1]", "[1,2,3]"));
   ASSERT_EQ(p.boxes.size(), 1u);
-  EXPECT_EQ(p.boxes[0].first.start[2], 3);
+  EXPECT_EQ(p.written_range(0).start[2], 3);
+  EXPECT_EQ(p.boxes[0].file, "c.nii.gz");
 }
 
 TEST(CropRecordJson, BadGridsAndIndicesAreMalformedNotUndefinedBehaviour) {
