@@ -27,12 +27,6 @@ namespace fs = std::filesystem;
 
 namespace {
 
-Region resolve_region(const std::string& name_or_path, const std::string& regions_dir) {
-  if (name_or_path.size() > 5 && name_or_path.substr(name_or_path.size() - 5) == ".json" && fs::is_regular_file(name_or_path))
-    return load_region(name_or_path);
-  return find_region(regions_dir, name_or_path);
-}
-
 std::string relative_to(const std::string& file, const std::string& folder) {
   return fs::path(file).lexically_relative(fs::path(folder)).generic_string();
 }
@@ -409,10 +403,7 @@ CropRun run_crop(const CropRequest& request) {
   return run;
 }
 
-void run_segment(const SegmentRequest& request) {
-  Pipeline pipeline(request.pipeline);
-  const Scan scan = read_scan(request.input);
-  for (const std::string& w : scan.info.warnings) log_warn(request.input + ": " + w);  // as crop prints them
+Image<std::uint8_t> segment_labels(Pipeline& pipeline, const Scan& scan) {
   const Segmentation seg = pipeline.segment(scan);
   MultiChannelImage<Scanner> with_bg(seg.soft_masks.grid, kNumClasses + 1);
   const std::size_t n = static_cast<std::size_t>(seg.soft_masks.grid.voxels());
@@ -422,7 +413,14 @@ void run_segment(const SegmentRequest& request) {
     with_bg.data[v] = std::max(0.0f, 1.0f - sum);
   }
   std::copy(seg.soft_masks.data.begin(), seg.soft_masks.data.end(), with_bg.data.begin() + static_cast<std::ptrdiff_t>(n));
-  write_image(hard_labels(with_bg), request.output);
+  return hard_labels(with_bg);
+}
+
+void run_segment(const SegmentRequest& request) {
+  Pipeline pipeline(request.pipeline);
+  const Scan scan = read_scan(request.input);
+  for (const std::string& w : scan.info.warnings) log_warn(request.input + ": " + w);  // as crop prints them
+  write_image(segment_labels(pipeline, scan), request.output);
 }
 
 }  // namespace ctarr

@@ -128,4 +128,12 @@ std::vector<Box<Atlas>> merge_overlapping(std::vector<Box<Atlas>> boxes) {
   return boxes;
 }
 
+Region resolve_region(const std::string& name_or_path, const std::string& regions_dir) {
+  std::error_code ec;
+  if (name_or_path.size() > 5 && name_or_path.substr(name_or_path.size() - 5) == ".json" &&
+      std::filesystem::is_regular_file(name_or_path, ec))
+    return load_region(name_or_path);
+  return find_region(regions_dir, name_or_path);
+}
+
 }  // namespace ctarr

@@ -98,6 +98,8 @@ class Pipeline {
 
 // Hard 19-class labels (argmax; background where no class beats it) of a segmentation, on its grid.
 Image<std::uint8_t> hard_labels(const MultiChannelImage<Scanner>& probabilities_with_background);
+// The network's 19-class label map of a scan on its canonical 3 mm grid (0 background), as `ctarr segment` writes it.
+Image<std::uint8_t> segment_labels(Pipeline& pipeline, const Scan& scan);
 
 // ---- the crop command ---------------------------------------------------------------------------------------
 

@@ -26,6 +26,9 @@ Region load_region(const std::string& path);
 std::vector<Region> load_regions(const std::string& dir);
 // `dir`/<name>.json; throws Usage listing the available names when there is none.
 Region find_region(const std::string& dir, const std::string& name);
+// A region given as the crop command takes it: a path to a region file (ending in .json and existing), else a name
+// looked up in `regions_dir`.
+Region resolve_region(const std::string& name_or_path, const std::string& regions_dir);
 // Boxes are atlas millimetres of one atlas: a region inferred on another atlas would be silently used in the wrong
 // frame. Throws ModelFailure naming the region file and both atlas ids when region.atlas_id is set and differs from
 // `atlas_id`; returns false (the caller warns) when the region does not name its atlas, true when they agree.

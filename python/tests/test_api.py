@@ -1,0 +1,141 @@
+"""Tests of the Python API (python/ctarr over libctarr): the same crops as the CLI, arrays in (nibabel's RAS affine,
+SimpleITK's LPS geometry), the crop -> uncrop round trip, errors with the CLI's exit codes, threads.
+
+The module is built by CMake into <build>/python (CTARR_BUILD_DIR, default <repo>/build); with no build folder at all
+these tests are skipped, with a build folder but no module they fail.
+"""
+
+import json
+import os
+import subprocess
+import sys
+import threading
+from pathlib import Path
+
+import nibabel as nib
+import numpy as np
+import pytest
+
+REPO = Path(__file__).resolve().parents[2]
+BUILD = Path(os.environ.get("CTARR_BUILD_DIR", REPO / "build"))
+if not BUILD.is_dir():
+    pytest.skip(f"no build folder {BUILD}: build ctarr with CMake first (README.md)", allow_module_level=True)
+sys.path.insert(0, str(BUILD / "python"))
+import ctarr  # noqa: E402  (the built package, not python/ctarr of the source tree)
+
+CT = REPO / "examples" / "totalseg_example" / "example_ct.nii.gz"
+CLI = BUILD / "bin" / "ctarr"
+
+
+@pytest.fixture(scope="module")
+def pipe():
+    return ctarr.Pipeline(device="cpu")
+
+
+@pytest.fixture(scope="module")
+def cli_liver(tmp_path_factory):
+    """The CLI's liver crop of the example CT: (crop image, record dict)."""
+    out = tmp_path_factory.mktemp("cli")
+    subprocess.run([str(CLI), "-q", "crop", "--device", "cpu", "--region", "liver", str(CT), "-o", str(out)],
+                   check=True)
+    record = json.loads((out / "example_ct_liver.json").read_text())
+    return nib.load(str(out / record["boxes"][0]["file"])), record
+
+
+@pytest.fixture(scope="module")
+def py_liver(pipe):
+    [liver] = pipe.crop(str(CT), ["liver"])
+    return liver
+
+
+def _boxes(record):
+    return [(b["index_box_written"], b["atlas_box_mm"]["lower"], b["atlas_box_mm"]["upper"]) for b in record["boxes"]]
+
+
+def test_the_python_crop_of_a_file_is_the_cli_crop(cli_liver, py_liver):
+    cli_image, cli_record = cli_liver
+    crop = py_liver["crops"][0]
+    assert py_liver["region"] == "liver"
+    assert crop.array.dtype == cli_image.get_data_dtype()  # the input's type, as the CLI writes it
+    assert crop.array.shape == cli_image.shape
+    assert np.array_equal(crop.array, np.asanyarray(cli_image.dataobj))
+    np.testing.assert_allclose(crop.affine, cli_image.affine, atol=1e-4)  # the file holds float32
+    assert _boxes(py_liver["record"]) == _boxes(cli_record)
+    assert py_liver["record"]["transform"]["scanner_to_atlas_4x4"] == cli_record["transform"]["scanner_to_atlas_4x4"]
+    assert py_liver["record"]["boxes"][0]["file"] == ""  # nothing written
+
+
+def test_a_nibabel_array_with_its_ras_affine_crops_like_the_file(pipe, py_liver):
+    img = nib.load(str(CT))
+    [liver] = pipe.crop(np.asanyarray(img.dataobj), ["liver"], affine=img.affine)
+    assert _boxes(liver["record"]) == _boxes(py_liver["record"])
+    assert np.array_equal(liver["crops"][0].array, py_liver["crops"][0].array)
+    np.testing.assert_allclose(liver["crops"][0].affine, py_liver["crops"][0].affine, atol=1e-4)
+    # the nibabel image itself, and SimpleITK's convention (array [k, j, i], LPS geometry)
+    [same] = pipe.crop(img, ["liver"])
+    assert _boxes(same["record"]) == _boxes(py_liver["record"])
+    sitk_like = np.asanyarray(img.dataobj).transpose(2, 1, 0)
+    lps = ctarr.Image(np.asanyarray(img.dataobj), img.affine)
+    [sitk] = pipe.crop(sitk_like, ["liver"], origin=lps.origin, spacing=lps.spacing, direction=lps.direction)
+    assert _boxes(sitk["record"]) == _boxes(py_liver["record"])
+
+
+def test_crop_then_uncrop_gives_the_scan_back_inside_the_box(py_liver):
+    scan = np.asanyarray(nib.load(str(CT)).dataobj)
+    back = ctarr.uncrop(py_liver["record"], py_liver["crops"])
+    assert back.array.shape == scan.shape
+    written = py_liver["record"]["boxes"][0]["index_box_written"]
+    start, end = written["start"], written["end"]
+    inside = tuple(slice(s, e) for s, e in zip(start, end))
+    assert np.array_equal(back.array[inside], scan[inside])
+    outside = np.ones(scan.shape, bool)
+    outside[inside] = False
+    assert np.all(back.array[outside] == py_liver["record"]["options"]["pad_value"])
+    np.testing.assert_allclose(back.affine, nib.load(str(CT)).affine, atol=1e-4)
+
+
+def test_a_bad_input_raises_ctarr_error_with_the_cli_code_naming_the_file(pipe, tmp_path):
+    missing = tmp_path / "missing.nii.gz"
+    with pytest.raises(ctarr.Error) as e:
+        pipe.crop(str(missing), ["liver"])
+    assert e.value.code == 3 and str(missing) in str(e.value)
+    not_an_image = tmp_path / "notes.nii.gz"
+    not_an_image.write_text("not an image")
+    with pytest.raises(ctarr.Error) as e:
+        pipe.crop(str(not_an_image), ["liver"])
+    assert e.value.code == 3 and str(not_an_image) in str(e.value)
+    with pytest.raises(ctarr.Error) as e:
+        pipe.crop(str(CT), ["no_such_region"])
+    assert e.value.code == 2 and "no_such_region" in str(e.value)
+    sheared = np.eye(4)
+    sheared[0, 1] = 0.5
+    with pytest.raises(ctarr.Error) as e:
+        pipe.crop(np.zeros((8, 8, 8), np.int16), ["liver"], affine=sheared)
+    assert e.value.code == 4
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["notes.nii.gz"]  # nothing left behind
+
+
+def test_two_threads_cropping_at_once_give_what_one_gives(pipe, py_liver):
+    results = [None, None]
+
+    def work(n):
+        results[n] = pipe.crop(str(CT), ["liver"])[0]
+
+    threads = [threading.Thread(target=work, args=(n,)) for n in range(2)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    for r in results:
+        assert _boxes(r["record"]) == _boxes(py_liver["record"])
+        assert np.array_equal(r["crops"][0].array, py_liver["crops"][0].array)
+
+
+def test_segment_and_fit(pipe, py_liver):
+    labels = pipe.segment(str(CT))
+    assert labels.array.dtype == np.uint8
+    np.testing.assert_allclose(labels.spacing, [3.0, 3.0, 3.0])
+    assert 14 + 1 in np.unique(labels.array)  # liver (class 14, label 15) is in the example CT
+    fit = pipe.fit(str(CT))
+    assert fit["dice"] == pytest.approx(py_liver["record"]["fit"]["dice"])
+    assert np.asarray(fit["scanner_to_atlas"]).shape == (4, 4)
