@@ -139,3 +139,55 @@ def test_segment_and_fit(pipe, py_liver):
     fit = pipe.fit(str(CT))
     assert fit["dice"] == pytest.approx(py_liver["record"]["fit"]["dice"])
     assert np.asarray(fit["scanner_to_atlas"]).shape == (4, 4)
+
+
+class CropRegiond:
+    """docs/PYTHON.md's MONAI-style dictionary transform, as written there."""
+
+    def __init__(self, pipe, region, image_key="image", label_keys=("label",), affine_key="affine"):
+        self.pipe, self.region, self.image_key, self.label_keys, self.affine_key = pipe, region, image_key, label_keys, affine_key
+
+    def __call__(self, data):
+        d = dict(data)
+        [r] = self.pipe.crop(d[self.image_key], [self.region], affine=d[self.affine_key])
+        box = r["record"]["boxes"][0]["index_box_in_scan"]
+        sl = tuple(slice(s, e) for s, e in zip(box["start"], box["end"]))
+        d[self.image_key], d[self.affine_key] = r["crops"][0].array, r["crops"][0].affine
+        for k in self.label_keys:
+            d[k] = np.asarray(d[k])[sl]
+        d[f"{self.region}_record"] = r["record"]
+        return d
+
+
+def test_the_monai_style_transform_of_the_docs_crops_image_and_label_alike(pipe, py_liver):
+    img = nib.load(str(CT))
+    image = np.asanyarray(img.dataobj)
+    label = (image > 100).astype(np.uint8)  # any label map on the scan's grid
+    out = CropRegiond(pipe, "liver")({"image": image, "label": label, "affine": img.affine})
+    assert np.array_equal(out["image"], py_liver["crops"][0].array)
+    assert out["label"].shape == out["image"].shape
+    assert np.array_equal(out["label"], (out["image"] > 100).astype(np.uint8))
+    assert out["liver_record"]["region"]["name"] == "liver"
+
+
+def test_ctrl_c_stops_a_long_call_with_keyboard_interrupt(tmp_path):
+    script = tmp_path / "loop.py"
+    script.write_text(
+        "import sys; sys.path.insert(0, %r)\n"
+        "import ctarr\n"
+        "pipe = ctarr.Pipeline(device='cpu')\n"
+        "print('ready', flush=True)\n"
+        "while True:\n"
+        "    pipe.crop(%r, ['liver'])\n" % (str(BUILD / "python"), str(CT)))
+    proc = subprocess.Popen([sys.executable, str(script)], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    assert proc.stdout.readline().strip() == "ready"
+    import signal
+    import time
+    time.sleep(2.0)  # inside a crop
+    proc.send_signal(signal.SIGINT)
+    try:
+        _, err = proc.communicate(timeout=120)
+    except subprocess.TimeoutExpired:
+        proc.kill()
+        pytest.fail("Ctrl-C did not stop the crop within 120 s")
+    assert "KeyboardInterrupt" in err, err[-2000:]
