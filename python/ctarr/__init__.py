@@ -125,6 +125,20 @@ def _scan(image: Any, affine: Any = None, origin: Any = None, spacing: Any = Non
                                   [float(v) for v in np.asarray(direction, dtype=float).ravel()], stored)
 
 
+def _installed_data_dir() -> Optional[str]:
+    """<prefix>/share/ctarr when this package is installed under <prefix> (cmake --install) and CTARR_DATA_DIR is
+    unset; None in a build tree (libctarr then finds the source tree, as the CLI does)."""
+    if os.environ.get("CTARR_DATA_DIR"):
+        return None
+    here = os.path.dirname(os.path.abspath(__file__))
+    for _ in range(5):
+        here = os.path.dirname(here)
+        candidate = os.path.join(here, "share", "ctarr")
+        if os.path.isdir(os.path.join(candidate, "atlas")):
+            return candidate
+    return None
+
+
 class Pipeline:
     """The model, atlas and regions, loaded once; then crop, segment and fit as many scans as you like.
 
@@ -139,6 +153,11 @@ class Pipeline:
 
     def __init__(self, model: Optional[str] = None, atlas: Optional[str] = None,
                  regions_dir: Optional[str] = None, device: str = "auto") -> None:
+        data = _installed_data_dir()
+        if data:
+            model = model or os.path.join(data, "models", "ctarr-unet.safetensors")
+            atlas = atlas or os.path.join(data, "atlas")
+            regions_dir = regions_dir or os.path.join(data, "regions")
         self._p = _ctarr.Pipeline(model or "", atlas or "", regions_dir or "", device)
 
     @property
@@ -148,6 +167,11 @@ class Pipeline:
     @property
     def atlas_id(self) -> str:
         return self._p.atlas_id
+
+    @property
+    def regions_dir(self) -> str:
+        """The folder region names are looked up in."""
+        return self._p.regions_dir
 
     def crop(self, image: Any, regions: Union[str, Sequence[str]], *, seg: Optional[str] = None,
              margin: Optional[float] = None, pad: Union[None, float, str] = None,

@@ -1,5 +1,7 @@
 # ctest install.consumer (label e2e): install the build tree into a temporary prefix, build examples/consumer
-# against it with find_package(ctarr), run it, and run the installed CLI with CTARR_DATA_DIR unset.
+# against it with find_package(ctarr), run it, and run the installed CLI with CTARR_DATA_DIR unset; with PYTHON_DIR
+# (the Python package's install folder, relative to the prefix), import the installed package and check that it
+# reads the installed share folder.
 #   cmake -DBUILD_DIR=... -DSOURCE_DIR=... -DWORK_DIR=... -P install_consumer.cmake
 foreach(v BUILD_DIR SOURCE_DIR WORK_DIR)
   if(NOT DEFINED ${v})
@@ -67,5 +69,15 @@ run(COMMAND ${prefix}/bin/ctarr crop --region installed_only --seg ${WORK_DIR}/o
             ${WORK_DIR}/out/ct.nii.gz -o ${WORK_DIR}/out/crops OUTPUT log)
 if(NOT EXISTS ${WORK_DIR}/out/crops/ct_installed_only.nii.gz OR NOT EXISTS ${WORK_DIR}/out/crops/ct_installed_only.json)
   message(FATAL_ERROR "installed ctarr crop wrote no crop:\n${log}")
+endif()
+# 5. the installed Python package (when built): importable from the prefix, and it reads the installed share folder
+if(DEFINED PYTHON_DIR AND NOT PYTHON_DIR STREQUAL "")
+  file(WRITE ${WORK_DIR}/import_ctarr.py "import ctarr\np = ctarr.Pipeline(device='cpu')\nprint(ctarr.__file__)\nprint(p.regions_dir)\n")
+  run(COMMAND ${CMAKE_COMMAND} -E env PYTHONPATH=${prefix}/${PYTHON_DIR}/.. /usr/bin/python3 ${WORK_DIR}/import_ctarr.py
+      OUTPUT py)
+  if(NOT py MATCHES "${prefix}/${PYTHON_DIR}/__init__.py" OR NOT py MATCHES "${prefix}/share/ctarr/regions")
+    message(FATAL_ERROR "the installed Python package is not the one imported, or it does not read ${prefix}/share/ctarr:\n${py}")
+  endif()
+  message(STATUS "python: ${py}")
 endif()
 file(REMOVE_RECURSE ${WORK_DIR})
