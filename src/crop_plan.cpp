@@ -42,18 +42,20 @@ CropPlan plan_crop(const Grid<Scanner>& scan_grid, const Affine<Scanner, Atlas>&
       if (m.misses_scan) {
         rp.warnings.push_back({warning_code::kRegionMissed, name + " lies outside the scan"});
       } else {
+        const int percent_inside = static_cast<int>(100.0 * m.fraction_inside + 0.5);
         if (m.was_clipped)
           rp.warnings.push_back({warning_code::kBoxClipped, name + " was clipped at the scan border (" +
-                                                                std::to_string(static_cast<int>(100.0 * m.fraction_inside + 0.5)) +
-                                                                "% inside)"});
+                                                                std::to_string(percent_inside) + "% inside)"});
         if (m.fraction_inside < 0.5)
           rp.warnings.push_back({warning_code::kBoxMostlyOutside,
-                                 name + " is mostly outside the scan: the region may be cut off (does the scan cover it?)"});
+                                 name + " is mostly outside the scan: the region may be cut off "
+                                        "(does the scan cover it?)"});
       }
       rp.boxes.push_back(m);
     }
     if (rp.boxes_written() == 0)
-      rp.warnings.push_back({warning_code::kRegionMissed, "region " + region.name + " misses the scan: no crop written"});
+      rp.warnings.push_back(
+          {warning_code::kRegionMissed, "region " + region.name + " misses the scan: no crop written"});
     plan.regions.push_back(std::move(rp));
   }
   return plan;
@@ -90,7 +92,8 @@ CropRecord start_crop_record(const RecordContext& context, const RegionPlan& pla
   record.segmentation_source = context.segmentation->source;
   record.model_id = context.model_id;
   record.atlas_id = context.atlas_id;
-  for (const std::string& w : scan.info.warnings) add_warning(record.warnings, record.warning_codes, warning_code::kInput, w);
+  for (const std::string& w : scan.info.warnings)
+    add_warning(record.warnings, record.warning_codes, warning_code::kInput, w);
   record.warnings.insert(record.warnings.end(), fit.warnings.begin(), fit.warnings.end());
   for (const std::string& code : fit.warning_codes)
     if (std::find(record.warning_codes.begin(), record.warning_codes.end(), code) == record.warning_codes.end())

@@ -81,7 +81,9 @@ struct CropRecord {
 
   // The voxel range [start, end) of the input grid that box `b`'s crop covers: the whole box with pad, else its part
   // inside the scan.
-  const IndexBox& written_range(std::size_t b) const { return options.pad ? boxes.at(b).box.requested : boxes.at(b).box.clipped; }
+  const IndexBox& written_range(std::size_t b) const {
+    return options.pad ? boxes.at(b).box.requested : boxes.at(b).box.clipped;
+  }
 };
 
 // The record as JSON: geometry in LPS mm, index boxes [start, end) in the input grid, transforms with their
