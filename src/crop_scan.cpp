@@ -8,16 +8,15 @@
 namespace ctarr {
 
 ScanCrops crop_scan(Pipeline& pipeline, const Scan& scan, const std::vector<Region>& regions,
-                    const CropOptions& options, const std::optional<std::string>& segmentation_path,
+                    const CropOptions& options, const std::optional<Segmentation>& segmentation,
                     const std::string& case_id, const std::function<void()>& between_steps) {
   const auto step = [&] {
     if (between_steps) between_steps();
   };
   // 1. segment (network or given labels) and fit; a refused fit throws FitFailed
   ScanCrops out;
-  if (segmentation_path) {
-    out.segmentation = pipeline.segmentation_from_labels(*segmentation_path);
-    step();
+  if (segmentation) {
+    out.segmentation = *segmentation;
     out.fit = pipeline.fit(out.segmentation);
   } else {
     NetworkFit fitted = pipeline.segment_and_fit(scan, step);
@@ -31,7 +30,7 @@ ScanCrops crop_scan(Pipeline& pipeline, const Scan& scan, const std::vector<Regi
   const CropPlan plan = plan_crop(scan.image.grid, out.fit.scanner_to_atlas, regions, options, scan_min);
   // 3. cut, and the records
   const RecordContext context{case_id, {scan.info.path}, &scan, &out.segmentation, &out.fit,
-                              segmentation_path ? std::string("none (--seg)") : pipeline.model_id(),
+                              segmentation ? std::string("none (--seg)") : pipeline.model_id(),
                               pipeline.atlas().id};
   for (const RegionPlan& rp : plan.regions) {
     RegionCrops rc;

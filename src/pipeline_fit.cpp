@@ -229,19 +229,24 @@ NetworkFit Pipeline::segment_and_fit(const Scan& scan, const std::function<void(
 }
 
 Segmentation Pipeline::segmentation_from_labels(const std::string& path) const {
-  std::string set_name = "ctarr19";
-  Image<std::uint8_t> labels;
-  if (fs::is_directory(path)) {
-    labels = labels_from_mask_folder(path);
-    set_name = "totalsegmentator-masks";
-  } else {
-    labels = to_ctarr_labels(read_label_map(path), path, &set_name);
-  }
+  if (fs::is_directory(path))
+    return segmentation_from_ctarr_labels(labels_from_mask_folder(path), path, "totalsegmentator-masks");
+  return segmentation_from_label_map(read_label_map(path), path);
+}
+
+Segmentation Pipeline::segmentation_from_label_map(const Image<std::uint16_t>& labels, const std::string& name) const {
+  std::string set_name;
+  const Image<std::uint8_t> ctarr_labels = to_ctarr_labels(labels, name, &set_name);
+  return segmentation_from_ctarr_labels(ctarr_labels, name, set_name);
+}
+
+Segmentation Pipeline::segmentation_from_ctarr_labels(const Image<std::uint8_t>& labels, const std::string& name,
+                                                      const std::string& set_name) const {
   Segmentation s;
   s.reorientation = canonical_reorientation(labels.grid.direction);
   const Grid<Scanner> grid = isotropic_grid(reorient_grid(labels.grid, s.reorientation), atlas_.masks.grid.spacing.x());
   s.soft_masks = label_fractions(labels, grid, kNumClasses);
-  s.source = "labels:" + path + " (" + set_name + ")";
+  s.source = "labels:" + name + " (" + set_name + ")";
   return s;
 }
 

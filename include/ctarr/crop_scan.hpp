@@ -27,11 +27,11 @@ struct ScanCrops {
   std::vector<RegionCrops> regions;  // in the order given
 };
 
-// `segmentation_path`: a label map (or TotalSegmentator masks) instead of the network, as `crop --seg`. `case_id`
-// goes into the records. `between_steps` runs between the heavy steps (a stop check: it may throw). Throws FitFailed
-// when the fit is refused, and what reading the segmentation throws.
+// `segmentation`: a label map's (Pipeline::segmentation_from_labels / segmentation_from_label_map) instead of the
+// network's, as `crop --seg`. `case_id` goes into the records. `between_steps` runs between the heavy steps (a stop
+// check: it may throw). Throws FitFailed when the fit is refused.
 ScanCrops crop_scan(Pipeline& pipeline, const Scan& scan, const std::vector<Region>& regions,
-                    const CropOptions& options, const std::optional<std::string>& segmentation_path = {},
+                    const CropOptions& options, const std::optional<Segmentation>& segmentation = {},
                     const std::string& case_id = "", const std::function<void()>& between_steps = {});
 
 }  // namespace ctarr

@@ -80,6 +80,9 @@ class Pipeline {
   // Uses a label map instead of the network: ctarr's 19 classes, TotalSegmentator v1/v2 multilabel files, or a
   // folder of TotalSegmentator per-structure masks. Its grid is read from the file(s).
   Segmentation segmentation_from_labels(const std::string& path) const;
+  // The same from a label map in memory (ctarr's 19 classes or a TotalSegmentator v1/v2 multilabel map); `name`
+  // stands for it in messages and in the segmentation's source.
+  Segmentation segmentation_from_label_map(const Image<std::uint16_t>& labels, const std::string& name) const;
   // Landmark initialisation + orientation search + Dice refinement. Throws FitFailed when the fit is refused (too
   // few anatomies, diverged, or Dice < options().min_fit_dice).
   Fit fit(const Segmentation& segmentation) const;
@@ -88,6 +91,8 @@ class Pipeline {
   Fit fit_or_refusal(const Segmentation& segmentation) const;
 
  private:
+  Segmentation segmentation_from_ctarr_labels(const Image<std::uint8_t>& labels, const std::string& name,
+                                              const std::string& set_name) const;
   PreprocessResult network_input(const Scan& scan);  // loads the network; canonical grid, its spacing and windows
   Segmentation network_pass(const PreprocessResult& input, const OrientationCandidate& turn);
 

@@ -20,6 +20,7 @@
 #include <pybind11/pybind11.h>
 #include <pybind11/stl.h>
 
+#include <cmath>
 #include <memory>
 #include <mutex>
 #include <optional>
@@ -89,6 +90,19 @@ void check_python_signals() {
   if (PyErr_CheckSignals() != 0) throw py::error_already_set();
 }
 
+// A label map in memory: the scan's voxels as labels (whole numbers 0..65535).
+Image<std::uint16_t> label_map_from(const Image<float>& image) {
+  Image<std::uint16_t> labels(image.grid);
+  for (std::size_t n = 0; n < image.voxels.size(); ++n) {
+    const float v = image.voxels[n];
+    if (!(v >= 0.0f && v <= 65535.0f) || v != std::floor(v))
+      throw Error(ErrorCode::UnreadableInput, "the segmentation array holds " + std::to_string(v) +
+                                                  ": a label map holds whole numbers 0..65535");
+    labels.voxels[n] = static_cast<std::uint16_t>(v);
+  }
+  return labels;
+}
+
 class PyPipeline {
  public:
   PyPipeline(const std::string& model, const std::string& atlas, const std::string& regions_dir, const std::string& device) {
@@ -110,15 +124,24 @@ class PyPipeline {
   std::string atlas_id() const { return pipeline_->atlas().id; }
   std::string regions_dir() const { return options_.regions_dir; }
 
-  // [{"region", "crops": [image dict], "record": JSON text}], "fit": {...}
+  // `seg`: None (the network), a path (a label map file or a folder of masks), or a Scan holding a label map.
+  // Call with the GIL released.
+  std::optional<Segmentation> segmentation_of(const std::optional<std::string>& seg_path, const Scan* seg_scan) const {
+    if (seg_path) return pipeline_->segmentation_from_labels(*seg_path);
+    if (seg_scan) return pipeline_->segmentation_from_label_map(label_map_from(seg_scan->image), seg_scan->info.path);
+    return std::nullopt;
+  }
+
+  // {"regions": [{"region", "crops": [image dict], "record": JSON text}], "fit_dice", "orientation"}
   py::dict crop(const Scan& scan, const std::vector<std::string>& region_names, const CropOptions& options,
-                const std::optional<std::string>& seg, const std::string& case_id) {
+                const std::optional<std::string>& seg_path, const Scan* seg_scan, const std::string& case_id) {
     ScanCrops result;
     {
       py::gil_scoped_release release;
       std::vector<Region> regions;
       for (const std::string& r : region_names) regions.push_back(resolve_region(r, options_.regions_dir));
       std::lock_guard<std::mutex> lock(mutex_);
+      const std::optional<Segmentation> seg = segmentation_of(seg_path, seg_scan);
       result = crop_scan(*pipeline_, scan, regions, options, seg, case_id, check_python_signals);
     }
     py::list regions;
@@ -139,14 +162,14 @@ class PyPipeline {
   }
 
   // The fit of the scan (network) or of the label map `seg`: Dice, orientation, classes, the 4x4 scanner -> atlas.
-  py::dict fit(const Scan* scan, const std::optional<std::string>& seg) {
-    if (!scan && !seg) throw Error(ErrorCode::Usage, "fit needs a scan or a segmentation");
+  py::dict fit(const Scan* scan, const std::optional<std::string>& seg_path, const Scan* seg_scan) {
+    if (!scan && !seg_path && !seg_scan) throw Error(ErrorCode::Usage, "fit needs a scan or a segmentation");
     Fit fit;
     {
       py::gil_scoped_release release;
       std::lock_guard<std::mutex> lock(mutex_);
-      fit = seg ? pipeline_->fit(pipeline_->segmentation_from_labels(*seg))
-                : pipeline_->segment_and_fit(*scan, check_python_signals).fit;
+      const std::optional<Segmentation> seg = segmentation_of(seg_path, seg_scan);
+      fit = seg ? pipeline_->fit(*seg) : pipeline_->segment_and_fit(*scan, check_python_signals).fit;
     }
     py::list classes;
     for (int c : fit.initial.classes_seen) classes.append(class_names()[static_cast<std::size_t>(c)]);
@@ -245,10 +268,11 @@ PYBIND11_MODULE(_ctarr, m) {
       .def_property_readonly("model_id", &PyPipeline::model_id)
       .def_property_readonly("atlas_id", &PyPipeline::atlas_id)
       .def_property_readonly("regions_dir", &PyPipeline::regions_dir)
-      .def("crop", &PyPipeline::crop, py::arg("scan"), py::arg("regions"), py::arg("options"), py::arg("seg") = py::none(),
-           py::arg("case_id") = "")
+      .def("crop", &PyPipeline::crop, py::arg("scan"), py::arg("regions"), py::arg("options"),
+           py::arg("seg_path") = py::none(), py::arg("seg_scan").none(true) = py::none(), py::arg("case_id") = "")
       .def("segment", &PyPipeline::segment, py::arg("scan"))
-      .def("fit", &PyPipeline::fit, py::arg("scan").none(true), py::arg("seg") = py::none());
+      .def("fit", &PyPipeline::fit, py::arg("scan").none(true), py::arg("seg_path") = py::none(),
+           py::arg("seg_scan").none(true) = py::none());
 
   m.def("uncrop", [](const std::string& record_json, const std::vector<FloatArray>& crops, bool labels, float fill) {
     const CropRecord record = parse_crop_record("<record>", record_json);

@@ -139,6 +139,16 @@ def _installed_data_dir() -> Optional[str]:
     return None
 
 
+def _segmentation(seg: Any, affine: Any, origin: Any, spacing: Any, direction: Any):
+    """`seg` -> (path, None), (None, Scan) or (None, None). A bare array is taken on the image's grid (the same
+    affine or origin/spacing/direction as the image)."""
+    if seg is None:
+        return None, None
+    if isinstance(seg, (str, os.PathLike)):
+        return os.fspath(seg), None
+    return None, _scan(seg, affine, origin, spacing, direction)
+
+
 class Pipeline:
     """The model, atlas and regions, loaded once; then crop, segment and fit as many scans as you like.
 
@@ -173,7 +183,7 @@ class Pipeline:
         """The folder region names are looked up in."""
         return self._p.regions_dir
 
-    def crop(self, image: Any, regions: Union[str, Sequence[str]], *, seg: Optional[str] = None,
+    def crop(self, image: Any, regions: Union[str, Sequence[str]], *, seg: Any = None,
              margin: Optional[float] = None, pad: Union[None, float, str] = None,
              target_spacing: Optional[Sequence[float]] = None, z_only: bool = False,
              affine: Any = None, origin: Any = None, spacing: Any = None, direction: Any = None,
@@ -184,7 +194,9 @@ class Pipeline:
             image: a path (NIfTI, NRRD, MetaImage, a DICOM file or folder), a nibabel image, a ctarr.Image, or an
                 array with ``affine`` (nibabel convention) or ``origin``/``spacing``/``direction`` (SimpleITK's).
             regions: region names (``ctarr regions`` lists them) or paths to region files.
-            seg: a label map file to fit instead of running the network (``--seg``).
+            seg: a label map to fit instead of running the network (``--seg``): a file or a folder of
+                TotalSegmentator masks, a nibabel image, a ctarr.Image, or an array on the image's grid (taken with
+                the image's affine or origin/spacing/direction). ctarr's 19 classes or TotalSegmentator v1/v2 labels.
             margin: mm on every side (default: each region's own); pad: a value or "min" to pad boxes that
                 leave the scan (default: clip); target_spacing: resample the crops (mm, 3 numbers);
                 z_only: crop along the superior-inferior axis only.
@@ -194,6 +206,7 @@ class Pipeline:
             and in the input's type unless resampled), ``record`` (the crop record as a dict).
         """
         scan = _scan(image, affine, origin, spacing, direction)
+        seg_path, seg_scan = _segmentation(seg, affine, origin, spacing, direction)
         options = _ctarr.CropOptions()
         if margin is not None:
             options.margin_mm = float(margin)
@@ -205,7 +218,7 @@ class Pipeline:
             options.target_spacing_mm = [float(v) for v in target_spacing]
         options.z_only = bool(z_only)
         names = [regions] if isinstance(regions, str) else list(regions)
-        result = self._p.crop(scan, names, options, None if seg is None else os.fspath(seg), case_id)
+        result = self._p.crop(scan, names, options, seg_path, seg_scan, case_id)
         dtype = np.float32 if target_spacing is not None else _DTYPES.get(scan.stored_type, np.float32)
         out = []
         for r in result["regions"]:
@@ -220,14 +233,15 @@ class Pipeline:
         scan = _scan(image, affine, origin, spacing, direction)
         return _from_module(self._p.segment(scan), np.uint8)
 
-    def fit(self, image: Any = None, *, seg: Optional[str] = None, affine: Any = None, origin: Any = None,
+    def fit(self, image: Any = None, *, seg: Any = None, affine: Any = None, origin: Any = None,
             spacing: Any = None, direction: Any = None) -> dict:
-        """The fit of a scan (through the network) or of a label map file (`seg`) to the atlas: fit Dice,
+        """The fit of a scan (through the network) or of a label map (`seg`, as for crop) to the atlas: fit Dice,
         orientation found, classes used and the scanner -> atlas transform (4x4, LPS mm)."""
         if image is None and seg is None:
             raise _error(2, "fit needs an image or seg=")
         scan = None if image is None else _scan(image, affine, origin, spacing, direction)
-        return self._p.fit(scan, None if seg is None else os.fspath(seg))
+        seg_path, seg_scan = _segmentation(seg, affine, origin, spacing, direction)
+        return self._p.fit(scan, seg_path, seg_scan)
 
 
 def uncrop(record: Union[dict, str, os.PathLike], crops: Sequence[Any], *, labels: Optional[bool] = None,

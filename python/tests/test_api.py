@@ -191,3 +191,28 @@ def test_ctrl_c_stops_a_long_call_with_keyboard_interrupt(tmp_path):
         proc.kill()
         pytest.fail("Ctrl-C did not stop the crop within 120 s")
     assert "KeyboardInterrupt" in err, err[-2000:]
+
+
+def test_a_label_map_instead_of_the_network_crops_as_the_cli_with_seg(pipe, tmp_path):
+    labels = pipe.segment(str(CT))  # a 19-class label map on its own (3 mm) grid
+    seg = tmp_path / "seg.nii.gz"
+    nib.save(nib.Nifti1Image(labels.array, labels.affine), str(seg))
+    out = tmp_path / "cli"
+    subprocess.run([str(CLI), "-q", "crop", "--device", "cpu", "--region", "liver", "--seg", str(seg), str(CT),
+                    "-o", str(out)], check=True)
+    cli_record = json.loads((out / "example_ct_liver.json").read_text())
+    [by_path] = pipe.crop(str(CT), ["liver"], seg=str(seg))
+    assert _boxes(by_path["record"]) == _boxes(cli_record)
+    assert by_path["record"]["model"] == "none (--seg)"
+    cli_crop = np.asanyarray(nib.load(str(out / cli_record["boxes"][0]["file"])).dataobj)
+    assert np.array_equal(by_path["crops"][0].array, cli_crop)
+    # the label map as a nibabel image in memory: the same fit up to the file's float32 geometry
+    [in_memory] = pipe.crop(str(CT), ["liver"], seg=nib.load(str(seg)))
+    for a, b in zip(in_memory["record"]["boxes"], by_path["record"]["boxes"]):
+        for key in ("start", "end"):
+            assert np.max(np.abs(np.subtract(a["index_box_written"][key], b["index_box_written"][key]))) <= 1
+    fit = pipe.fit(seg=str(seg))
+    assert fit["dice"] == pytest.approx(by_path["record"]["fit"]["dice"])
+    with pytest.raises(ctarr.Error) as e:
+        pipe.crop(str(CT), ["liver"], seg=ctarr.Image(labels.array.astype(np.float32) + 0.5, labels.affine))
+    assert e.value.code == 3 and "whole numbers" in str(e.value)
