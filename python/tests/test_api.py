@@ -172,7 +172,10 @@ def test_the_monai_style_transform_of_the_docs_crops_image_and_label_alike(pipe,
 
 def test_ctrl_c_stops_a_long_call_with_keyboard_interrupt(tmp_path):
     script = tmp_path / "loop.py"
+    # A process started in the background by a non-interactive shell (CI, nohup ... &) inherits SIGINT ignored, and
+    # Python then installs no KeyboardInterrupt handler; a terminal's Python has it. Install it as Python would.
     script.write_text(
+        "import signal; signal.signal(signal.SIGINT, signal.default_int_handler)\n"
         "import sys; sys.path.insert(0, %r)\n"
         "import ctarr\n"
         "pipe = ctarr.Pipeline(device='cpu')\n"
