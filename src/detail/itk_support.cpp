@@ -7,6 +7,7 @@
 #include <itkMetaImageIOFactory.h>
 #include <itkNiftiImageIOFactory.h>
 #include <itkNrrdImageIOFactory.h>
+#include <itkObjectFactoryBase.h>
 #include <itkVersion.h>
 
 #if CTARR_DIRECT_GDCM
@@ -34,6 +35,10 @@ void ensure_setup() {
     itk::NiftiImageIOFactory::RegisterOneFactory();
     itk::NrrdImageIOFactory::RegisterOneFactory();
     itk::MetaImageIOFactory::RegisterOneFactory();
+    // ITK 5.2 builds its list of factories on the first object it creates (ObjectFactoryBase::Initialize, reached
+    // through CreateInstance), without a lock: two threads creating their first ITK objects at once (the batch reads
+    // the next scan while the atlas loads) could both build it and abort in RegisterInternal. Build it here, once.
+    static_cast<void>(itk::ObjectFactoryBase::CreateInstance("ctarr: set up the factory list"));
     // No GDCMImageIOFactory: its CanReadFile, asked about every file the other readers refuse, parses the whole
     // file with GDCM, which aborts or allocates gigabytes on a 1 KB garbage file. DICOM goes through
     // dicom_series.cpp, behind the element walker of dicom_guard.cpp.

@@ -25,7 +25,9 @@
 
 namespace ctarr::detail::bridge {
 
-// Registers ITK's IO factories and silences GDCM's std::cerr tracing, once per process.
+// Registers ITK's IO factories, builds ITK's factory list and silences GDCM's std::cerr tracing, once per process.
+// Every entry point of the bridge calls it before it touches ITK or GDCM: that is what makes reads on several threads
+// safe (ITK 5.2 sets up its factories lazily and without a lock).
 void ensure_setup();
 
 std::string trim(const std::string& s);

@@ -6,6 +6,7 @@
 #include <gtest/gtest.h>
 
 #include <algorithm>
+#include <atomic>
 #include <cmath>
 #include <cstdio>
 #include <cstring>
@@ -15,6 +16,7 @@
 #include <iterator>
 #include <limits>
 #include <string>
+#include <thread>
 #include <vector>
 
 #include <unistd.h>
@@ -882,6 +884,33 @@ TEST(Dicom, FolderWithOnlyNonCtImagesIsUnreadable) {
   for (DicomSpec& s : mr) s.modality = "MR";
   write_series(dir, mr);
   expect_error([&] { read_scan(dir.path()); }, ErrorCode::UnreadableInput, {"no CT series"});
+}
+
+// ITK 5.2 builds its list of IO factories on the first object it creates, and that is not thread-safe: two threads
+// reading their first image at once (the batch reads the next scan while the atlas loads) aborted the process in
+// itk::ObjectFactoryBase::RegisterInternal. ctest runs every test in a process of its own, so these are the process's
+// first reads; the files are written by hand (NRRD), not through ITK, which would set the factories up first.
+TEST(ReadScan, ConcurrentFirstReadsInAProcessDoNotRace) {
+  TempDir dir;
+  const std::string path = dir.file("tiny.nrrd");
+  {
+    std::ofstream out(path, std::ios::binary);
+    out << "NRRD0004\ntype: short\ndimension: 3\nsizes: 4 3 2\nspace: left-posterior-superior\n"
+           "space directions: (1,0,0) (0,2,0) (0,0,3)\nspace origin: (10,20,30)\nendian: little\nencoding: raw\n\n";
+    for (std::int16_t v = 0; v < 24; ++v) out.write(reinterpret_cast<const char*>(&v), sizeof v);
+  }
+  constexpr int kThreads = 8;
+  std::atomic<int> waiting{kThreads};
+  std::vector<float> last_voxel(kThreads, -1.0f);
+  std::vector<std::thread> threads;
+  for (int t = 0; t < kThreads; ++t)
+    threads.emplace_back([&, t] {
+      waiting.fetch_sub(1);
+      while (waiting.load() > 0) std::this_thread::yield();  // all start reading at the same moment
+      last_voxel[static_cast<std::size_t>(t)] = read_scan(path).image.at(Index3{{3, 2, 1}});
+    });
+  for (std::thread& th : threads) th.join();
+  for (int t = 0; t < kThreads; ++t) EXPECT_EQ(last_voxel[static_cast<std::size_t>(t)], 23.0f) << "thread " << t;
 }
 
 }  // namespace
