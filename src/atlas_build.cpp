@@ -54,8 +54,9 @@ struct Source {
   Landmarks<Scanner> landmarks;
 };
 
+template <class From, class To>
 struct Registration {
-  Affine<Scanner, Atlas> map;
+  Affine<From, To> map;
   double dice = 0.0, initial_dice = 0.0;
   std::string orientation;
   Eigen::Vector3d scale = Eigen::Vector3d::Ones();
@@ -163,13 +164,15 @@ Source load_source(const AtlasSource& s, double spacing_mm, double keep_margin_m
   return src;
 }
 
-Registration register_masks(const MultiChannelImage<Scanner>& scan, const Landmarks<Scanner>& scan_landmarks,
-                            const MultiChannelImage<Atlas>& atlas, const Landmarks<Atlas>& atlas_landmarks,
-                            const RefineOptions& refine) {
-  const InitialFit init = initial_fit(scan_landmarks, atlas_landmarks, LandmarkOptions{});
-  const RefineResult r = refine_transform(scan, atlas, init, refine);
-  Registration out;
-  out.map = r.scanner_to_atlas();
+// `from` fitted to `to` as Pipeline::fit fits a scan to the atlas (landmarks, then the Dice descent).
+template <class From, class To>
+Registration<From, To> register_masks(const MultiChannelImage<From>& from, const Landmarks<From>& from_landmarks,
+                                      const MultiChannelImage<To>& to, const Landmarks<To>& to_landmarks,
+                                      const RefineOptions& refine) {
+  const InitialFitOf<From, To> init = initial_fit(from_landmarks, to_landmarks, LandmarkOptions{});
+  const RefineResultOf<From, To> r = refine_transform(from, to, init, refine);
+  Registration<From, To> out;
+  out.map = r.transform();
   out.dice = r.dice;
   out.initial_dice = r.initial_dice;
   out.orientation = init.orientation;
@@ -307,7 +310,8 @@ using detail::mat3_json;
 using detail::mat4_json;
 using detail::vec3_json;
 
-json registration_json(const Registration& r) {
+template <class From, class To>
+json registration_json(const Registration<From, To>& r) {
   return {{"dice", r.dice},
           {"initial_dice", r.initial_dice},
           {"orientation", r.orientation},
@@ -334,7 +338,8 @@ std::string content_hash(const MultiChannelImage<Atlas>& m) {
 }
 
 // Largest distance (mm) between a map and the identity over the corners of a grid.
-double max_displacement_mm(const Affine<Scanner, Atlas>& map, const Grid<Atlas>& g) {
+template <class Frame>
+double max_displacement_mm(const Affine<Frame, Frame>& map, const Grid<Frame>& g) {
   double worst = 0.0;
   for (int corner = 0; corner < 8; ++corner) {
     ContinuousIndex ci;
@@ -376,9 +381,8 @@ AtlasModel build_atlas(const std::vector<AtlasSource>& sources, const BuildAtlas
     int count = reference[i] ? 1 : 0;
     for (std::size_t j = 0; j < n; ++j) {
       if (j == i || !reference[j]) continue;
-      const MultiChannelImage<Atlas> as_atlas = with_frame<Atlas>(src[j].masks);  // source j plays the atlas
-      const Landmarks<Atlas> lm = extract_landmarks(as_atlas);
-      const Registration r = register_masks(src[i].masks, src[i].landmarks, as_atlas, lm, refine);
+      const Registration<Scanner, Scanner> r =  // source i's scanner frame to source j's
+          register_masks(src[i].masks, src[i].landmarks, src[j].masks, src[j].landmarks, refine);
       log_info("atlas: source " + std::to_string(i + 1) + " -> source " + std::to_string(j + 1) + ": Dice " +
                fmt(r.dice));
       json e = registration_json(r);
@@ -423,7 +427,7 @@ AtlasModel build_atlas(const std::vector<AtlasSource>& sources, const BuildAtlas
 
   // 4. every source registered to the provisional atlas, masks averaged
   std::vector<Affine<Scanner, Atlas>> to_provisional(n);
-  std::vector<Registration> second(n);
+  std::vector<Registration<Scanner, Atlas>> second(n);
   for (std::size_t i = 0; i < n; ++i) {
     second[i] = register_masks(src[i].masks, src[i].landmarks, provisional, provisional_lm, refine_to_mean);
     to_provisional[i] = second[i].map;
@@ -435,12 +439,11 @@ AtlasModel build_atlas(const std::vector<AtlasSource>& sources, const BuildAtlas
   atlas.landmarks = extract_landmarks(atlas.masks);
 
   // 6. checks, fitted as Pipeline::fit does: the atlas fits itself, every source fits the atlas
-  const MultiChannelImage<Scanner> self_scan = with_frame<Scanner>(atlas.masks);  // the atlas plays a scan
-  const Landmarks<Scanner> self_lm = extract_landmarks(self_scan);
-  const Registration self = register_masks(self_scan, self_lm, atlas.masks, atlas.landmarks, refine_to_mean);
+  const Registration<Atlas, Atlas> self =
+      register_masks(atlas.masks, atlas.landmarks, atlas.masks, atlas.landmarks, refine_to_mean);
   const double self_shift = max_displacement_mm(self.map, atlas.masks.grid);
   log_info("atlas: self fit Dice " + fmt(self.dice) + ", largest displacement " + fmt(self_shift, 2) + " mm");
-  std::vector<Registration> check(n);
+  std::vector<Registration<Scanner, Atlas>> check(n);
   for (std::size_t i = 0; i < n; ++i) {
     check[i] = register_masks(src[i].masks, src[i].landmarks, atlas.masks, atlas.landmarks, refine_to_mean);
     log_info("atlas: source " + std::to_string(i + 1) + " (" + src[i].path + ") fits the atlas with Dice " +

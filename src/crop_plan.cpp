@@ -61,6 +61,12 @@ CropPlan plan_crop(const Grid<Scanner>& scan_grid, const Affine<Scanner, Atlas>&
   return plan;
 }
 
+CropPlan plan_crop(const Image<float>& scan, const Affine<Scanner, Atlas>& scanner_to_atlas,
+                   const std::vector<Region>& regions, const CropOptions& requested) {
+  const float minimum = scan.voxels.empty() ? 0.0f : *std::min_element(scan.voxels.begin(), scan.voxels.end());
+  return plan_crop(scan.grid, scanner_to_atlas, regions, requested, minimum);
+}
+
 Box<Scanner> voxel_range_extent(const Grid<Scanner>& grid, const IndexBox& range) {
   Eigen::Vector3d lo = Eigen::Vector3d::Constant(1e300), hi = Eigen::Vector3d::Constant(-1e300);
   for (int c = 0; c < 8; ++c) {

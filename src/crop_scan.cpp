@@ -3,8 +3,6 @@
 
 #include "ctarr/error.hpp"
 
-#include <algorithm>
-
 namespace ctarr {
 
 ScanCrops crop_scan(Pipeline& pipeline, const Scan& scan, const std::vector<Region>& regions,
@@ -25,9 +23,7 @@ ScanCrops crop_scan(Pipeline& pipeline, const Scan& scan, const std::vector<Regi
   }
   step();
   // 2. plan: every region's boxes in the scan, with the options in effect
-  float scan_min = 0.0f;
-  if (!scan.image.voxels.empty()) scan_min = *std::min_element(scan.image.voxels.begin(), scan.image.voxels.end());
-  const CropPlan plan = plan_crop(scan.image.grid, out.fit.scanner_to_atlas, regions, options, scan_min);
+  const CropPlan plan = plan_crop(scan.image, out.fit.scanner_to_atlas, regions, options);
   // 3. cut, and the records
   const RecordContext context{case_id, {scan.info.path}, &scan, &out.segmentation, &out.fit,
                               segmentation ? std::string("none (--seg)") : pipeline.model_id(),

@@ -285,6 +285,13 @@ const char* to_string(PixelType t) noexcept {
   return "unknown";
 }
 
+std::optional<PixelType> pixel_type_named(const std::string& name) noexcept {
+  for (const PixelType t : {PixelType::UInt8, PixelType::Int8, PixelType::UInt16, PixelType::Int16, PixelType::UInt32,
+                            PixelType::Int32, PixelType::Float32, PixelType::Float64})
+    if (name == to_string(t)) return t;
+  return std::nullopt;
+}
+
 // ---- reading ---------------------------------------------------------------------------------------------
 
 Scan read_scan(const std::string& path) {
@@ -345,19 +352,26 @@ Image<std::uint16_t> read_label_map(const std::string& path) {
   RawImage raw = detail::read_image_file(path, detail::ReadKind::Scalar3D);
   if (raw.format == "dicom")
     throw Error(ErrorCode::UnreadableInput, path + ": is DICOM; label maps are read from NIfTI, NRRD or MetaImage files");
+  Image<float> image;
+  image.grid = to_grid(raw.geometry);
+  validate_grid(image.grid, path);
+  image.voxels = std::move(raw.voxels);
+  return label_map_from(image, path);
+}
+
+Image<std::uint16_t> label_map_from(const Image<float>& image, const std::string& what) {
   Image<std::uint16_t> labels;
-  labels.grid = to_grid(raw.geometry);
-  validate_grid(labels.grid, path);
-  labels.voxels.resize(raw.voxels.size());
-  for (std::size_t n = 0; n < raw.voxels.size(); ++n) {
-    const float v = raw.voxels[n];
+  labels.grid = image.grid;
+  labels.voxels.resize(image.voxels.size());
+  for (std::size_t n = 0; n < image.voxels.size(); ++n) {
+    const float v = image.voxels[n];
     if (!std::isfinite(v) || v != std::nearbyint(v))
       throw Error(ErrorCode::UnreadableInput,
-                  path + ": voxel " + index_string(labels.grid, n) + " holds " + std::to_string(v) +
+                  what + ": voxel " + index_string(labels.grid, n) + " holds " + std::to_string(v) +
                       ", not an integer label; is this an intensity image rather than a label map?");
     if (v < 0.0f || v > 65535.0f)
       throw Error(ErrorCode::UnreadableInput,
-                  path + ": voxel " + index_string(labels.grid, n) + " holds label " + std::to_string(v) +
+                  what + ": voxel " + index_string(labels.grid, n) + " holds label " + std::to_string(v) +
                       ", outside 0..65535");
     labels.voxels[n] = static_cast<std::uint16_t>(v);
   }

@@ -99,11 +99,12 @@ std::vector<OrientationCandidate> orientation_candidates(bool xy_flips) {
   return out;
 }
 
-Affine<Scanner, Atlas> InitialFit::scanner_to_atlas() const {
+template <class From, class To>
+Affine<From, To> InitialFitOf<From, To>::transform() const {
   Eigen::Affine3d m = Eigen::Affine3d::Identity();
   m.linear() = scale * rotation;
-  m.translation() = pivot_atlas_mm - scale * rotation * pivot_scanner_mm;
-  return Affine<Scanner, Atlas>(m);
+  m.translation() = pivot_to_mm - scale * rotation * pivot_from_mm;
+  return Affine<From, To>(m);
 }
 
 namespace {
@@ -136,8 +137,9 @@ double fit_scale_and_error(const std::vector<Eigen::Vector3d>& p, const std::vec
 // classes agree with (then: the most weight; a class over-segmented to three times its atlas volume weighs as much
 // as a complete one, so weight alone would let it outvote two that agree); the others go to classes_left_out with
 // weight 0. Returns the weight kept.
-double keep_agreeing_classes(const Landmarks<Scanner>& scan, const Landmarks<Atlas>& atlas, double agree_mm,
-                             const Eigen::Matrix3d& rotation, InitialFit& fit) {
+template <class From, class To>
+double keep_agreeing_classes(const Landmarks<From>& scan, const Landmarks<To>& atlas, double agree_mm,
+                             const Eigen::Matrix3d& rotation, InitialFitOf<From, To>& fit) {
   auto proposal = [&](int c) {
     const auto cc = static_cast<std::size_t>(c);
     return Eigen::Vector3d(atlas.centre_mm[cc] - rotation * scan.centre_mm[cc]);
@@ -178,8 +180,11 @@ double keep_agreeing_classes(const Landmarks<Scanner>& scan, const Landmarks<Atl
 
 }  // namespace
 
-InitialFit initial_fit(const Landmarks<Scanner>& scan, const Landmarks<Atlas>& atlas, const LandmarkOptions& options) {
-  InitialFit fit;
+// Inside: `scan` moves (From), `atlas` is the reference (To), whatever the frames.
+template <class From, class To>
+InitialFitOf<From, To> initial_fit(const Landmarks<From>& scan, const Landmarks<To>& atlas,
+                                   const LandmarkOptions& options) {
+  InitialFitOf<From, To> fit;
   double total = 0.0;
   for (std::size_t c = 0; c < static_cast<std::size_t>(kNumClasses); ++c) {
     const double av = atlas.volume_ml[c], sv = scan.volume_ml[c];
@@ -213,8 +218,8 @@ InitialFit initial_fit(const Landmarks<Scanner>& scan, const Landmarks<Atlas>& a
     p_mean += fit.weights[cc] * scan.centre_mm[cc];
     a_mean += fit.weights[cc] * atlas.centre_mm[cc];
   }
-  fit.pivot_scanner_mm = p_mean;
-  fit.pivot_atlas_mm = a_mean;
+  fit.pivot_from_mm = p_mean;
+  fit.pivot_to_mm = a_mean;
 
   const int n_seen = static_cast<int>(fit.classes_seen.size());
   if (n_seen >= options.min_classes_for_search) {
@@ -248,5 +253,14 @@ InitialFit initial_fit(const Landmarks<Scanner>& scan, const Landmarks<Atlas>& a
   log_info(msg.str());
   return fit;
 }
+
+#define CTARR_INSTANTIATE_INITIAL_FIT(From, To)                                                                   \
+  template struct InitialFitOf<From, To>;                                                                        \
+  template InitialFitOf<From, To> initial_fit<From, To>(const Landmarks<From>&, const Landmarks<To>&,            \
+                                                        const LandmarkOptions&);
+CTARR_INSTANTIATE_INITIAL_FIT(Scanner, Atlas)
+CTARR_INSTANTIATE_INITIAL_FIT(Scanner, Scanner)
+CTARR_INSTANTIATE_INITIAL_FIT(Atlas, Atlas)
+#undef CTARR_INSTANTIATE_INITIAL_FIT
 
 }  // namespace ctarr

@@ -274,7 +274,7 @@ Fit Pipeline::fit_or_refusal(const Segmentation& segmentation) const {
     f.has_transform = false;
     return f;
   }
-  f.scanner_to_atlas = f.refined.scanner_to_atlas();
+  f.scanner_to_atlas = f.refined.transform();
   // 3. warnings a user can act on
   if (const std::string w = orientation_warning(f.initial); !w.empty()) {
     f.warnings.push_back(w);

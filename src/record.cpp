@@ -279,7 +279,7 @@ std::string crop_record_json(const CropRecord& r) {
     if (!b.label_file.empty()) e["label_file"] = b.label_file;
     j["boxes"].push_back(e);
   }
-  const Affine<Scanner, Atlas> s2a = r.refined.scanner_to_atlas();
+  const Affine<Scanner, Atlas> s2a = r.refined.transform();
   j["transform"] = {
       {"from", "scanner (LPS mm)"},
       {"to", "atlas (LPS mm)"},
@@ -288,8 +288,8 @@ std::string crop_record_json(const CropRecord& r) {
       {"rotation", mat3_json(r.refined.rotation)},
       {"scale", vec3_json(r.refined.scale)},
       {"translation_mm", vec3_json(r.refined.translation_mm)},
-      {"pivot_scanner_mm", vec3_json(r.refined.pivot_scanner_mm)},
-      {"pivot_atlas_mm", vec3_json(r.refined.pivot_atlas_mm)},
+      {"pivot_scanner_mm", vec3_json(r.refined.pivot_from_mm)},
+      {"pivot_atlas_mm", vec3_json(r.refined.pivot_to_mm)},
       {"scanner_to_atlas_4x4", mat4_json(s2a.matrix())},
       {"atlas_to_scanner_4x4", mat4_json(s2a.inverse().matrix())},
   };
@@ -344,10 +344,8 @@ namespace {
 
 // ---- reading a record back: every field crop_record_json writes -----------------------------------------------
 
-PixelType pixel_type_named(const std::string& name) {
-  for (const PixelType t : {PixelType::UInt8, PixelType::Int8, PixelType::UInt16, PixelType::Int16, PixelType::UInt32,
-                            PixelType::Int32, PixelType::Float32, PixelType::Float64})
-    if (name == to_string(t)) return t;
+PixelType stored_type_named(const std::string& name) {
+  if (const std::optional<PixelType> t = pixel_type_named(name)) return *t;
   malformed("unknown voxel type \"" + name + "\"");
 }
 
@@ -425,8 +423,8 @@ void read_fit(const json& j, CropRecord& r) {
     r.refined.rotation = detail::read_mat3(t.at("rotation"), "transform.rotation");
     r.refined.scale = read_vec3(t.at("scale"), "transform.scale");
     r.refined.translation_mm = read_vec3(t.at("translation_mm"), "transform.translation_mm");
-    r.refined.pivot_scanner_mm = read_vec3(t.at("pivot_scanner_mm"), "transform.pivot_scanner_mm");
-    r.refined.pivot_atlas_mm = read_vec3(t.at("pivot_atlas_mm"), "transform.pivot_atlas_mm");
+    r.refined.pivot_from_mm = read_vec3(t.at("pivot_scanner_mm"), "transform.pivot_from_mm");
+    r.refined.pivot_to_mm = read_vec3(t.at("pivot_atlas_mm"), "transform.pivot_to_mm");
   }
   if (!j.contains("fit")) return;
   const json& f = j.at("fit");
@@ -489,7 +487,7 @@ CropRecord parse_crop_record(const std::string& path, const std::string& text) {
     r.input = in.at("path").get<std::string>();
     r.scan_info.path = r.input;
     r.scan_info.format = in.value("format", "");
-    if (in.contains("stored_type")) r.scan_info.stored_type = pixel_type_named(in.at("stored_type").get<std::string>());
+    if (in.contains("stored_type")) r.scan_info.stored_type = stored_type_named(in.at("stored_type").get<std::string>());
     r.input_grid = read_scanner_grid(in.at("grid"), "input.grid");
     if (in.contains("channels")) r.channel_inputs = in.at("channels").get<std::vector<std::string>>();
     r.label_input = in.value("labels", "");

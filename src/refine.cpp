@@ -48,11 +48,12 @@
 
 namespace ctarr {
 
-Affine<Scanner, Atlas> RefineResult::scanner_to_atlas() const {
+template <class From, class To>
+Affine<From, To> RefineResultOf<From, To>::transform() const {
   Eigen::Affine3d m = Eigen::Affine3d::Identity();
   m.linear() = scale.asDiagonal() * rotation;
-  m.translation() = pivot_atlas_mm + translation_mm - m.linear() * pivot_scanner_mm;
-  return Affine<Scanner, Atlas>(m);
+  m.translation() = pivot_to_mm + translation_mm - m.linear() * pivot_from_mm;
+  return Affine<From, To>(m);
 }
 
 namespace {
@@ -407,7 +408,9 @@ struct Prepared {
   ClassSelection classes;
 };
 
-Prepared prepare(const MultiChannelImage<Scanner>& scan_masks, const MultiChannelImage<Atlas>& atlas_masks,
+// Inside, whatever the frames: the scan's masks move (From), the atlas's are the reference (To).
+template <class From, class To>
+Prepared prepare(const MultiChannelImage<From>& scan_masks, const MultiChannelImage<To>& atlas_masks,
                  const std::array<double, kNumClasses>& weights, const RefineOptions& options,
                  const torch::Device& device) {
   Prepared p;
@@ -443,16 +446,17 @@ void check_sharpness(const RefineOptions& options) {
 }
 
 
-RefineResult refine_impl(const MultiChannelImage<Scanner>& scan_masks, const MultiChannelImage<Atlas>& atlas_masks,
-                         const InitialFit& init, const RefineOptions& options) {
+template <class From, class To>
+RefineResultOf<From, To> refine_impl(const MultiChannelImage<From>& scan_masks, const MultiChannelImage<To>& atlas_masks,
+                                     const InitialFitOf<From, To>& init, const RefineOptions& options) {
   const torch::Device device = torch_device(options.device);
   torch::NoGradGuard no_grad_for_setup;
   std::array<double, kNumClasses> weights{};
   for (int c : init.classes_seen)
     if (c >= 0 && c < kNumClasses) weights[static_cast<std::size_t>(c)] = init.weights[static_cast<std::size_t>(c)];
   const Prepared prep = prepare(scan_masks, atlas_masks, weights, options, device);
-  Problem problem(prep.scan, prep.atlas, init.rotation, init.scale, init.pivot_scanner_mm, init.pivot_atlas_mm,
-                        prep.classes.weights, device);
+  Problem problem(prep.scan, prep.atlas, init.rotation, init.scale, init.pivot_from_mm, init.pivot_to_mm,
+                  prep.classes.weights, device);
 
   Vector6d x = Vector6d::Zero(), g;
   const double initial_dice = problem.dice_at(x);  // plain atlas mean (the Problem starts with sharpness 1)
@@ -517,10 +521,10 @@ RefineResult refine_impl(const MultiChannelImage<Scanner>& scan_masks, const Mul
   problem.set_sharpness(1.0);
   const double final_dice = problem.dice_at(x);
 
-  RefineResult r;
+  RefineResultOf<From, To> r;
   r.rotation = init.rotation;
-  r.pivot_scanner_mm = init.pivot_scanner_mm;
-  r.pivot_atlas_mm = init.pivot_atlas_mm;
+  r.pivot_from_mm = init.pivot_from_mm;
+  r.pivot_to_mm = init.pivot_to_mm;
   r.scale = problem.scale(x);
   r.translation_mm = problem.translation_mm(x);
   r.initial_dice = initial_dice;
@@ -536,8 +540,10 @@ RefineResult refine_impl(const MultiChannelImage<Scanner>& scan_masks, const Mul
 
 }  // namespace
 
-RefineResult refine_transform(const MultiChannelImage<Scanner>& scan_masks, const MultiChannelImage<Atlas>& atlas_masks,
-                              const InitialFit& init, const RefineOptions& options) {
+template <class From, class To>
+RefineResultOf<From, To> refine_transform(const MultiChannelImage<From>& scan_masks,
+                                          const MultiChannelImage<To>& atlas_masks, const InitialFitOf<From, To>& init,
+                                          const RefineOptions& options) {
   check_masks(scan_masks, "scan soft masks");
   check_masks(atlas_masks, "atlas soft masks");
   check_options(options);
@@ -549,8 +555,9 @@ RefineResult refine_transform(const MultiChannelImage<Scanner>& scan_masks, cons
   }
 }
 
-double soft_dice(const MultiChannelImage<Scanner>& scan_masks, const MultiChannelImage<Atlas>& atlas_masks,
-                 const Affine<Scanner, Atlas>& scanner_to_atlas, const std::array<double, kNumClasses>& weights,
+template <class From, class To>
+double soft_dice(const MultiChannelImage<From>& scan_masks, const MultiChannelImage<To>& atlas_masks,
+                 const Affine<From, To>& transform, const std::array<double, kNumClasses>& weights,
                  const RefineOptions& options) {
   check_masks(scan_masks, "scan soft masks");
   check_masks(atlas_masks, "atlas soft masks");
@@ -560,7 +567,7 @@ double soft_dice(const MultiChannelImage<Scanner>& scan_masks, const MultiChanne
     const torch::Device device = torch_device(options.device);
     torch::NoGradGuard no_grad;
     const Prepared prep = prepare(scan_masks, atlas_masks, weights, options, device);
-    const Eigen::Affine3d& m = scanner_to_atlas.matrix();
+    const Eigen::Affine3d& m = transform.matrix();
     Problem problem(prep.scan, prep.atlas, m.linear(), 1.0, Eigen::Vector3d::Zero(), m.translation(),
                     prep.classes.weights, device);
     problem.set_sharpness(options.target_sharpness.back());
@@ -569,5 +576,18 @@ double soft_dice(const MultiChannelImage<Scanner>& scan_masks, const MultiChanne
     throw Error(ErrorCode::Internal, std::string("soft_dice: LibTorch failed: ") + e.what_without_backtrace());
   }
 }
+
+#define CTARR_INSTANTIATE_REFINE(From, To)                                                                        \
+  template struct RefineResultOf<From, To>;                                                                      \
+  template RefineResultOf<From, To> refine_transform<From, To>(                                                  \
+      const MultiChannelImage<From>&, const MultiChannelImage<To>&, const InitialFitOf<From, To>&,               \
+      const RefineOptions&);                                                                                     \
+  template double soft_dice<From, To>(const MultiChannelImage<From>&, const MultiChannelImage<To>&,              \
+                                      const Affine<From, To>&, const std::array<double, kNumClasses>&,           \
+                                      const RefineOptions&);
+CTARR_INSTANTIATE_REFINE(Scanner, Atlas)
+CTARR_INSTANTIATE_REFINE(Scanner, Scanner)
+CTARR_INSTANTIATE_REFINE(Atlas, Atlas)
+#undef CTARR_INSTANTIATE_REFINE
 
 }  // namespace ctarr

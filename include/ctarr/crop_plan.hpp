@@ -48,6 +48,9 @@ CropOptions effective_crop_options(const CropOptions& requested, const Region& r
 // requested.pad_value, else `scan_minimum` (the scan's lowest voxel value, e.g. air).
 CropPlan plan_crop(const Grid<Scanner>& scan_grid, const Affine<Scanner, Atlas>& scanner_to_atlas,
                    const std::vector<Region>& regions, const CropOptions& requested, float scan_minimum);
+// The same for a scan in memory: its grid, and its lowest voxel value (0 for an empty image).
+CropPlan plan_crop(const Image<float>& scan, const Affine<Scanner, Atlas>& scanner_to_atlas,
+                   const std::vector<Region>& regions, const CropOptions& requested);
 
 // The part of `grid`'s space that the voxels [range.start, range.end) cover, their outer faces included: the
 // axis-aligned bounding box in scanner mm (exact for grids whose axes are the world's).

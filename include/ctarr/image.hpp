@@ -100,9 +100,10 @@ struct MultiChannelImage {
 using LabelImage = Image<std::uint8_t, Scanner>;
 
 // The same grid, voxels unchanged, declared in frame To. Frames are tags; this is the one place an image changes
-// frame without a transform, for two reasons that hold by construction: image files carry no frame (io reads and
-// writes Scanner images, so the atlas file is read as one and declared Atlas), and the atlas build registers one
-// labelled scan onto another (the second scan then plays the atlas). Anything else maps through an Affine.
+// frame without a transform, for the one reason that holds by construction: image files carry no frame (io reads and
+// writes Scanner images, so the atlas file is read as one and declared Atlas; the preview draws axes only).
+// Registration is generic over frames (landmarks.hpp, refine.hpp): one scan fitted to another needs no cast.
+// Anything else maps through an Affine.
 template <class To, class From>
 Grid<To> with_frame(const Grid<From>& g) {
   Grid<To> out;

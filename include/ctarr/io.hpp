@@ -4,6 +4,7 @@
 #include "ctarr/image.hpp"
 
 #include <cstdint>
+#include <optional>
 #include <string>
 #include <vector>
 
@@ -13,6 +14,8 @@ namespace ctarr {
 enum class PixelType { UInt8, Int8, UInt16, Int16, UInt32, Int32, Float32, Float64 };
 // The type's name, e.g. "int16", "float32".
 const char* to_string(PixelType t) noexcept;
+// The type to_string names `name`, or nothing.
+std::optional<PixelType> pixel_type_named(const std::string& name) noexcept;
 
 struct ScanInfo {
   std::string path;                   // as given by the user
@@ -57,6 +60,9 @@ void require_body(const Scan& scan);
 // Reads an integer label map (any integer or float voxel type holding integers). Same geometry checks as
 // read_scan. Files only (no DICOM).
 Image<std::uint16_t> read_label_map(const std::string& path);
+// The label map an image holds (read_label_map's check, for images in memory): throws UnreadableInput naming `what`
+// and the first voxel that is not a whole number in 0..65535.
+Image<std::uint16_t> label_map_from(const Image<float>& image, const std::string& what);
 
 // Reads a multi-channel image (4D NIfTI, 4th dimension = channel) with a 3D grid.
 MultiChannelImage<Scanner> read_multichannel(const std::string& path);

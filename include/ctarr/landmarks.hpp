@@ -44,24 +44,32 @@ struct LandmarkOptions {
   OrientationCandidate translation_only_orientation{"identity", Eigen::Matrix3d::Identity(), 0.0};
 };
 
-// x_atlas = scale * rotation * (x_scanner - pivot_scanner) + pivot_atlas
-struct InitialFit {
+// The landmark fit of one set of masks (frame From) to another (frame To):
+// x_to = scale * rotation * (x_from - pivot_from) + pivot_to. The pipeline fits a scan to the atlas (InitialFit);
+// build_atlas also fits one source's scan to another's and the atlas to itself.
+template <class From, class To>
+struct InitialFitOf {
   Eigen::Matrix3d rotation = Eigen::Matrix3d::Identity();
   std::string orientation = "identity";
   double scale = 1.0;
-  Eigen::Vector3d pivot_scanner_mm = Eigen::Vector3d::Zero();
-  Eigen::Vector3d pivot_atlas_mm = Eigen::Vector3d::Zero();
+  Eigen::Vector3d pivot_from_mm = Eigen::Vector3d::Zero();  // weighted mean of the class centres used, frame From
+  Eigen::Vector3d pivot_to_mm = Eigen::Vector3d::Zero();    // the same classes' mean in frame To
   std::array<double, kNumClasses> weights{};  // normalised, sum 1 over classes seen
   std::vector<int> classes_seen;              // 0-based class indices, those the fit uses
   std::vector<int> classes_left_out;          // seen, but their translation disagreed with the others' (translation
                                               // only, LandmarkOptions::agree_mm): weight 0
   bool searched = false;                      // false: too few classes, translation only
   std::vector<OrientationCandidate> candidates;
-  Affine<Scanner, Atlas> scanner_to_atlas() const;
+  Affine<From, To> transform() const;
 };
+using InitialFit = InitialFitOf<Scanner, Atlas>;  // a scan fitted to the atlas
 
-// Throws FitFailed when no class is seen at all.
-InitialFit initial_fit(const Landmarks<Scanner>& scan, const Landmarks<Atlas>& atlas, const LandmarkOptions& options = {});
+// Fits `from` (the masks that move: a scan's) to `to` (the reference: the atlas's); a class counts as seen when its
+// volume in `from` reaches options.present_fraction of its volume in `to`. Throws FitFailed when no class is seen.
+// Instantiated for Scanner -> Atlas, Scanner -> Scanner and Atlas -> Atlas.
+template <class From, class To>
+InitialFitOf<From, To> initial_fit(const Landmarks<From>& from, const Landmarks<To>& to,
+                                   const LandmarkOptions& options = {});
 
 // The 4 in-plane rotations x optional z-flip (and x/y flips if asked), identity first.
 std::vector<OrientationCandidate> orientation_candidates(bool xy_flips);

@@ -35,30 +35,35 @@ struct RefineOptions {
   bool reference_autograd = false;
 };
 
-// x_atlas = diag(scale) * rotation * (x_scanner - pivot_scanner) + pivot_atlas + translation
-struct RefineResult {
+// The refined fit of one set of masks (frame From) to another (frame To):
+// x_to = diag(scale) * rotation * (x_from - pivot_from) + pivot_to + translation.
+template <class From, class To>
+struct RefineResultOf {
   Eigen::Matrix3d rotation = Eigen::Matrix3d::Identity();
   Eigen::Vector3d scale = Eigen::Vector3d::Ones();
   Eigen::Vector3d translation_mm = Eigen::Vector3d::Zero();
-  Eigen::Vector3d pivot_scanner_mm = Eigen::Vector3d::Zero();
-  Eigen::Vector3d pivot_atlas_mm = Eigen::Vector3d::Zero();
-  double dice = 0.0;          // weighted mean soft Dice over the classes seen against the plain atlas mean, after
+  Eigen::Vector3d pivot_from_mm = Eigen::Vector3d::Zero();
+  Eigen::Vector3d pivot_to_mm = Eigen::Vector3d::Zero();
+  double dice = 0.0;          // weighted mean soft Dice over the classes seen against the plain mean of `to`, after
   double initial_dice = 0.0;  // same, before
   int iterations = 0;
-  Affine<Scanner, Atlas> scanner_to_atlas() const;
+  Affine<From, To> transform() const;
 };
+using RefineResult = RefineResultOf<Scanner, Atlas>;  // a scan fitted to the atlas
 
-// scan_masks and atlas_masks: kNumClasses channels. Starts at `init` (its isotropic scale on every axis).
-RefineResult refine_transform(const MultiChannelImage<Scanner>& scan_masks, const MultiChannelImage<Atlas>& atlas_masks,
-                              const InitialFit& init, const RefineOptions& options = {});
+// Fits the masks `from` (a scan's) to the masks `to` (the atlas's mean masks): kNumClasses channels each. Starts at
+// `init` (its isotropic scale on every axis). Instantiated for Scanner -> Atlas, Scanner -> Scanner, Atlas -> Atlas.
+template <class From, class To>
+RefineResultOf<From, To> refine_transform(const MultiChannelImage<From>& from, const MultiChannelImage<To>& to,
+                                          const InitialFitOf<From, To>& init, const RefineOptions& options = {});
 
-// Weighted mean soft Dice of the scan against the atlas under `scanner_to_atlas`, computed as refine_transform
-// computes it (scan pooled to options.working_spacing_mm, atlas to half of it, Dice over the scan's field of view),
-// against the atlas sharpened as the last of options.target_sharpness (default: the plain mean, which is what
-// RefineResult::dice reports), over the classes with a weight > 0 (weights are normalised). Throws FitFailed when
-// no weight is positive.
-double soft_dice(const MultiChannelImage<Scanner>& scan_masks, const MultiChannelImage<Atlas>& atlas_masks,
-                 const Affine<Scanner, Atlas>& scanner_to_atlas, const std::array<double, kNumClasses>& weights,
+// Weighted mean soft Dice of `from` against `to` under `transform`, computed as refine_transform computes it (`from`
+// pooled to options.working_spacing_mm, `to` to half of it, Dice over the field of view of `from`), against `to`
+// sharpened as the last of options.target_sharpness (default: the plain mean, which is what RefineResultOf::dice
+// reports), over the classes with a weight > 0 (weights are normalised). Throws FitFailed when no weight is positive.
+template <class From, class To>
+double soft_dice(const MultiChannelImage<From>& from, const MultiChannelImage<To>& to,
+                 const Affine<From, To>& transform, const std::array<double, kNumClasses>& weights,
                  const RefineOptions& options = {});
 
 }  // namespace ctarr

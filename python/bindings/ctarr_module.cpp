@@ -49,10 +49,8 @@ Grid<Scanner> grid_from(const FloatArray& voxels, const std::vector<double>& ori
   return g;
 }
 
-PixelType pixel_type_named(const std::string& name) {
-  for (const PixelType t : {PixelType::UInt8, PixelType::Int8, PixelType::UInt16, PixelType::Int16, PixelType::UInt32,
-                            PixelType::Int32, PixelType::Float32, PixelType::Float64})
-    if (name == to_string(t)) return t;
+PixelType stored_type_named(const std::string& name) {
+  if (const std::optional<PixelType> t = pixel_type_named(name)) return *t;
   throw Error(ErrorCode::Usage, "unknown voxel type \"" + name + "\"");
 }
 
@@ -64,7 +62,7 @@ Scan scan_from(const FloatArray& voxels, const std::vector<double>& origin, cons
   scan.image.voxels.assign(voxels.data(), voxels.data() + voxels.size());
   scan.info.path = name;
   scan.info.format = "array";
-  scan.info.stored_type = pixel_type_named(stored_type);
+  scan.info.stored_type = stored_type_named(stored_type);
   return scan;
 }
 
@@ -91,18 +89,6 @@ void check_python_signals() {
 }
 
 // A label map in memory: the scan's voxels as labels (whole numbers 0..65535).
-Image<std::uint16_t> label_map_from(const Image<float>& image) {
-  Image<std::uint16_t> labels(image.grid);
-  for (std::size_t n = 0; n < image.voxels.size(); ++n) {
-    const float v = image.voxels[n];
-    if (!(v >= 0.0f && v <= 65535.0f) || v != std::floor(v))
-      throw Error(ErrorCode::UnreadableInput, "the segmentation array holds " + std::to_string(v) +
-                                                  ": a label map holds whole numbers 0..65535");
-    labels.voxels[n] = static_cast<std::uint16_t>(v);
-  }
-  return labels;
-}
-
 class PyPipeline {
  public:
   PyPipeline(const std::string& model, const std::string& atlas, const std::string& regions_dir, const std::string& device) {
@@ -128,7 +114,9 @@ class PyPipeline {
   // Call with the GIL released.
   std::optional<Segmentation> segmentation_of(const std::optional<std::string>& seg_path, const Scan* seg_scan) const {
     if (seg_path) return pipeline_->segmentation_from_labels(*seg_path);
-    if (seg_scan) return pipeline_->segmentation_from_label_map(label_map_from(seg_scan->image), seg_scan->info.path);
+    if (seg_scan)
+      return pipeline_->segmentation_from_label_map(label_map_from(seg_scan->image, seg_scan->info.path),
+                                                    seg_scan->info.path);
     return std::nullopt;
   }
 

@@ -218,4 +218,4 @@ def test_a_label_map_instead_of_the_network_crops_as_the_cli_with_seg(pipe, tmp_
     assert fit["dice"] == pytest.approx(by_path["record"]["fit"]["dice"])
     with pytest.raises(ctarr.Error) as e:
         pipe.crop(str(CT), ["liver"], seg=ctarr.Image(labels.array.astype(np.float32) + 0.5, labels.affine))
-    assert e.value.code == 3 and "whole numbers" in str(e.value)
+    assert e.value.code == 3 and "not an integer label" in str(e.value)

@@ -197,7 +197,7 @@ TEST(DiceKernel, RefineEqualsTheLibTorchPath) {
       grid_covering(truth, Eigen::Vector3d(-106.5, -70.5, 330.0), Eigen::Vector3d(106.5, 70.5, 520.0), 3.0);
   const auto scan = render_body(grid, truth);
   InitialFit init = initial_fit(extract_landmarks(scan), extract_landmarks(body_atlas()));
-  init.pivot_atlas_mm += Eigen::Vector3d(9, -6, 10);
+  init.pivot_to_mm += Eigen::Vector3d(9, -6, 10);
   init.scale *= 1.06;
   RefineOptions fused, reference;
   fused.target_sharpness = reference.target_sharpness = {kFitSharpness.begin(), kFitSharpness.end()};

@@ -49,13 +49,13 @@ TEST(InitialFit, ScannerToAtlasMapsScanPivotToAtlasPivot) {
   InitialFit fit;
   fit.rotation = candidate_named("rot270+zflip").rotation;
   fit.scale = 1.2;
-  fit.pivot_scanner_mm = Eigen::Vector3d(10, -40, 300);
-  fit.pivot_atlas_mm = Eigen::Vector3d(-3, 7, 250);
-  const auto map = fit.scanner_to_atlas();
-  EXPECT_LT((map(Point<Scanner>{fit.pivot_scanner_mm}).mm - fit.pivot_atlas_mm).norm(), 1e-9);
+  fit.pivot_from_mm = Eigen::Vector3d(10, -40, 300);
+  fit.pivot_to_mm = Eigen::Vector3d(-3, 7, 250);
+  const auto map = fit.transform();
+  EXPECT_LT((map(Point<Scanner>{fit.pivot_from_mm}).mm - fit.pivot_to_mm).norm(), 1e-9);
   // and it is the similarity scale * R about the pivots
   const Eigen::Vector3d x(5, 6, 7);
-  const Eigen::Vector3d expected = fit.scale * fit.rotation * (x - fit.pivot_scanner_mm) + fit.pivot_atlas_mm;
+  const Eigen::Vector3d expected = fit.scale * fit.rotation * (x - fit.pivot_from_mm) + fit.pivot_to_mm;
   EXPECT_LT((map(Point<Scanner>{x}).mm - expected).norm(), 1e-9);
 }
 
@@ -187,7 +187,7 @@ TEST_P(InitialFitOrientation, FindsTheRotationOfAWholeBodyScan) {
   // the fitted map agrees with the truth across the body
   for (const auto& part : body_parts()) {
     const Eigen::Vector3d x_scan = truth.inverse() * part.centre_mm;
-    EXPECT_LT((fit.scanner_to_atlas()(Point<Scanner>{x_scan}).mm - part.centre_mm).norm(), 2.0);
+    EXPECT_LT((fit.transform()(Point<Scanner>{x_scan}).mm - part.centre_mm).norm(), 2.0);
   }
   double wsum = 0.0;
   for (double w : fit.weights) wsum += w;
@@ -248,7 +248,7 @@ TEST(InitialFit, TranslationOnlyLeavesOutAClassThatDisagreesWithTheOthers) {
   EXPECT_EQ(fit.classes_seen, clean.classes_seen);
   EXPECT_EQ(fit.weights[static_cast<std::size_t>(far)], 0.0);
   const Eigen::Vector3d skull_scan = truth.inverse() * body_parts()[skull].centre_mm;
-  EXPECT_LT((fit.scanner_to_atlas()(Point<Scanner>{skull_scan}).mm - body_parts()[skull].centre_mm).norm(), 5.0);
+  EXPECT_LT((fit.transform()(Point<Scanner>{skull_scan}).mm - body_parts()[skull].centre_mm).norm(), 5.0);
 }
 
 // The thoracic CTA's case: a turned network pass sees only the lungs and the heart (three classes, translation only),
@@ -281,7 +281,7 @@ TEST(InitialFit, TranslationOnlyComparesTheClassesUnderTheTurnedPassRotation) {
   EXPECT_EQ(fit.classes_seen.size(), 3u);
   EXPECT_EQ(fit.orientation, "rot180");
   for (std::size_t c : {lung_left, lung_right, heart})
-    EXPECT_LT((fit.scanner_to_atlas()(Point<Scanner>{scan.centre_mm[c]}).mm - atlas.centre_mm[c]).norm(), 1e-9)
+    EXPECT_LT((fit.transform()(Point<Scanner>{scan.centre_mm[c]}).mm - atlas.centre_mm[c]).norm(), 1e-9)
         << class_names()[c];
   // the same landmarks with the rotation assumed to be the identity (the as-stored pass) do disagree: the lungs are
   // 230 mm apart in x in the atlas and -230 mm apart in the scan
@@ -300,7 +300,7 @@ TEST(InitialFit, HeadOnlyScanIsTranslationOnly) {
   EXPECT_EQ(fit.scale, 1.0);
   // translation: the skull centre lands within a few mm of the truth
   const Eigen::Vector3d skull_scan = truth.inverse() * body_parts()[0].centre_mm;
-  EXPECT_LT((fit.scanner_to_atlas()(Point<Scanner>{skull_scan}).mm - body_parts()[0].centre_mm).norm(), 5.0);
+  EXPECT_LT((fit.transform()(Point<Scanner>{skull_scan}).mm - body_parts()[0].centre_mm).norm(), 5.0);
 }
 
 TEST(InitialFit, WeightsAreVolumeRatiosCappedAtOneAndNormalised) {
@@ -320,7 +320,7 @@ TEST(InitialFit, WeightsAreVolumeRatiosCappedAtOneAndNormalised) {
   EXPECT_NEAR(fit.weights[1], 0.5 / 1.5, 1e-12);
   EXPECT_EQ(fit.weights[2], 0.0);
   EXPECT_FALSE(fit.searched);
-  EXPECT_LT((fit.pivot_atlas_mm + Eigen::Vector3d(1, 2, 3) - fit.pivot_scanner_mm).norm(), 1e-12);
+  EXPECT_LT((fit.pivot_to_mm + Eigen::Vector3d(1, 2, 3) - fit.pivot_from_mm).norm(), 1e-12);
 }
 
 TEST(InitialFit, EmptyMasksThrowFitFailed) {

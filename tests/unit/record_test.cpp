@@ -81,8 +81,8 @@ TEST(CropRecord, ReadBackAndWrittenAgainItIsTheSameText) {
   r.initial.candidates = {{"identity", Eigen::Matrix3d::Identity(), 12.5}, {"rot90", Eigen::Matrix3d::Identity(), 4.25}};
   r.refined.initial_dice = 0.61;
   r.refined.iterations = 140;
-  r.refined.pivot_scanner_mm = Eigen::Vector3d(1, 2, 3);
-  r.refined.pivot_atlas_mm = Eigen::Vector3d(-4, 5, -6);
+  r.refined.pivot_from_mm = Eigen::Vector3d(1, 2, 3);
+  r.refined.pivot_to_mm = Eigen::Vector3d(-4, 5, -6);
   r.network_passes = {{"identity", 0.21, 3, "identity", 0.36, "", false}, {"rot270", 0.6, 9, "rot90", 1.8, "", true},
                       {"zflip", 0.0, 0, "", 0.0, "too few classes", false}};
   r.segmentation_source = "network:ctarr-unet-v2";

@@ -85,7 +85,7 @@ Outcome run(const Scenario& s) {
   const auto scan = render_body(grid, truth);
   Outcome o;
   o.init = initial_fit(extract_landmarks(scan), atlas_landmarks());
-  o.init.pivot_atlas_mm += s.start_offset_mm;
+  o.init.pivot_to_mm += s.start_offset_mm;
   o.init.scale *= s.start_scale_factor;
   const auto t0 = std::chrono::steady_clock::now();
   const std::clock_t c0 = std::clock();
@@ -94,8 +94,8 @@ Outcome run(const Scenario& s) {
   o.seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
   o.truth_dice = soft_dice(scan, atlas(), Affine<Scanner, Atlas>(truth), o.init.weights);
   const Eigen::Vector3d c = grid.centre().mm;
-  o.init_error_mm = (o.init.scanner_to_atlas()(Point<Scanner>{c}).mm - truth * c).norm();
-  const auto fit = o.result.scanner_to_atlas();
+  o.init_error_mm = (o.init.transform()(Point<Scanner>{c}).mm - truth * c).norm();
+  const auto fit = o.result.transform();
   o.centre_error_mm = (fit(Point<Scanner>{c}).mm - truth * c).norm();
   for (int k = 0; k < 8; ++k) {
     Index3 corner;
@@ -128,13 +128,13 @@ TEST(RefineResult, ScannerToAtlasMapsScanPivotToAtlasPivotPlusTranslation) {
   r.rotation = rotation_named("rot90+zflip");
   r.scale = Eigen::Vector3d(0.9, 1.1, 1.3);
   r.translation_mm = Eigen::Vector3d(4, -5, 6);
-  r.pivot_scanner_mm = Eigen::Vector3d(10, 20, 300);
-  r.pivot_atlas_mm = Eigen::Vector3d(-1, 2, 250);
-  const auto map = r.scanner_to_atlas();
-  EXPECT_LT((map(Point<Scanner>{r.pivot_scanner_mm}).mm - (r.pivot_atlas_mm + r.translation_mm)).norm(), 1e-9);
+  r.pivot_from_mm = Eigen::Vector3d(10, 20, 300);
+  r.pivot_to_mm = Eigen::Vector3d(-1, 2, 250);
+  const auto map = r.transform();
+  EXPECT_LT((map(Point<Scanner>{r.pivot_from_mm}).mm - (r.pivot_to_mm + r.translation_mm)).norm(), 1e-9);
   const Eigen::Vector3d x(7, -8, 9);
   const Eigen::Vector3d expected =
-      r.scale.asDiagonal() * (r.rotation * (x - r.pivot_scanner_mm)) + r.pivot_atlas_mm + r.translation_mm;
+      r.scale.asDiagonal() * (r.rotation * (x - r.pivot_from_mm)) + r.pivot_to_mm + r.translation_mm;
   EXPECT_LT((map(Point<Scanner>{x}).mm - expected).norm(), 1e-9);
 }
 
@@ -158,7 +158,7 @@ TEST(Refine, StaysPutWhenStartedAtTheTruth) {
   InitialFit init = initial_fit(extract_landmarks(scan), atlas_landmarks());  // for its weights
   init.rotation = truth.linear();
   init.scale = 1.0;
-  init.pivot_atlas_mm = truth * init.pivot_scanner_mm;
+  init.pivot_to_mm = truth * init.pivot_from_mm;
   const RefineResult r = refine_transform(scan, atlas(), init);
   EXPECT_LT(r.translation_mm.norm(), 1.0);
   EXPECT_LT((r.scale - Eigen::Vector3d::Ones()).cwiseAbs().maxCoeff(), 0.01);
@@ -262,7 +262,7 @@ TEST(Refine, RecoversA100x100x150Scan) {
   const double seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
   std::cout << "[ refine  ] 100x100x150 scan at 3 mm: " << seconds << " s (cpu " << cpu << " s), " << r.iterations
             << " iterations, Dice " << r.initial_dice << " -> " << r.dice << "\n";
-  EXPECT_LT((r.scanner_to_atlas()(grid.centre()).mm - truth * grid.centre().mm).norm(), 3.0);
+  EXPECT_LT((r.transform()(grid.centre()).mm - truth * grid.centre().mm).norm(), 3.0);
 }
 
 // 30 draws (about 5 s with the fused Dice pass; it was disabled at 10+ s with LibTorch autograd): random orientation,
