@@ -538,16 +538,22 @@ RefineResultOf<From, To> refine_impl(const MultiChannelImage<From>& scan_masks, 
   return r;
 }
 
+template <class From, class To>
+void check_inputs(const MultiChannelImage<From>& scan_masks, const MultiChannelImage<To>& atlas_masks,
+                  const RefineOptions& options) {
+  check_masks(scan_masks, "scan soft masks");
+  check_masks(atlas_masks, "atlas soft masks");
+  check_options(options);
+  check_sharpness(options);
+}
+
 }  // namespace
 
 template <class From, class To>
 RefineResultOf<From, To> refine_transform(const MultiChannelImage<From>& scan_masks,
                                           const MultiChannelImage<To>& atlas_masks, const InitialFitOf<From, To>& init,
                                           const RefineOptions& options) {
-  check_masks(scan_masks, "scan soft masks");
-  check_masks(atlas_masks, "atlas soft masks");
-  check_options(options);
-  check_sharpness(options);
+  check_inputs(scan_masks, atlas_masks, options);
   try {
     return refine_impl(scan_masks, atlas_masks, init, options);
   } catch (const c10::Error& e) {
@@ -559,10 +565,7 @@ template <class From, class To>
 double soft_dice(const MultiChannelImage<From>& scan_masks, const MultiChannelImage<To>& atlas_masks,
                  const Affine<From, To>& transform, const std::array<double, kNumClasses>& weights,
                  const RefineOptions& options) {
-  check_masks(scan_masks, "scan soft masks");
-  check_masks(atlas_masks, "atlas soft masks");
-  check_options(options);
-  check_sharpness(options);
+  check_inputs(scan_masks, atlas_masks, options);
   try {
     const torch::Device device = torch_device(options.device);
     torch::NoGradGuard no_grad;
