@@ -172,7 +172,8 @@ VoxelStats voxel_stats(const std::vector<float>& values) {
       st.highest_finite = std::max(st.highest_finite, x);
       // whole number: every float from 2^23 up is one; below, the int32 round trip (cvttss2si, not a libm call:
       // std::nearbyint here made this pass 4x slower)
-      st.integral = st.integral && (std::fabs(x) >= 8388608.0f || static_cast<float>(static_cast<std::int32_t>(x)) == x);
+      const bool whole = std::fabs(x) >= 8388608.0f || static_cast<float>(static_cast<std::int32_t>(x)) == x;
+      st.integral = st.integral && whole;
       st.body += x > kBodyThresholdHu;
       st.air += x < kAirThresholdHu;
     }
@@ -220,7 +221,8 @@ IntensityCheck intensity_check(const VoxelStats& stats) {
   c.max_value = stats.highest_finite;
   const auto n = static_cast<double>(stats.count);
   // non-finite voxels are read as the lowest finite value (read_scan replaces them so)
-  const bool lowest_is_air = stats.lowest_finite < kAirThresholdHu, lowest_is_body = stats.lowest_finite > kBodyThresholdHu;
+  const bool lowest_is_air = stats.lowest_finite < kAirThresholdHu;
+  const bool lowest_is_body = stats.lowest_finite > kBodyThresholdHu;
   c.body_fraction = static_cast<double>(stats.body + (lowest_is_body ? stats.non_finite : 0)) / n;
   c.air_fraction = static_cast<double>(stats.air + (lowest_is_air ? stats.non_finite : 0)) / n;
   if (c.air_fraction < kMinAirFraction)

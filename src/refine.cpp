@@ -447,8 +447,9 @@ void check_sharpness(const RefineOptions& options) {
 
 
 template <class From, class To>
-RefineResultOf<From, To> refine_impl(const MultiChannelImage<From>& scan_masks, const MultiChannelImage<To>& atlas_masks,
-                                     const InitialFitOf<From, To>& init, const RefineOptions& options) {
+RefineResultOf<From, To> refine_impl(const MultiChannelImage<From>& scan_masks,
+                                     const MultiChannelImage<To>& atlas_masks, const InitialFitOf<From, To>& init,
+                                     const RefineOptions& options) {
   const torch::Device device = torch_device(options.device);
   torch::NoGradGuard no_grad_for_setup;
   std::array<double, kNumClasses> weights{};

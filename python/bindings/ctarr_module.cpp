@@ -88,7 +88,6 @@ void check_python_signals() {
   if (PyErr_CheckSignals() != 0) throw py::error_already_set();
 }
 
-// A label map in memory: the scan's voxels as labels (whole numbers 0..65535).
 class PyPipeline {
  public:
   PyPipeline(const std::string& model, const std::string& atlas, const std::string& regions_dir, const std::string& device) {
