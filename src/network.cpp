@@ -467,9 +467,9 @@ MultiChannelImage<Scanner> Network::predict_whole_volume(const MultiChannelImage
     const std::int64_t fit = opts.whole_volume_max_voxels / (px * py) - 2 * halo;
     core = std::max<std::int64_t>(d, fit / d * d);
   }
-  // 3. outside the box: background
-  MultiChannelImage<Scanner> out(input.grid, m.out_channels);
-  if (!whole_plane) std::fill(out.channel(0), out.channel(0) + input.grid.voxels(), 1.0f);
+  // 3. the output is allocated after the first pass's forward (not held through the network's peak); outside the
+  // box it is background
+  std::optional<MultiChannelImage<Scanner>> out;
   const torch::Tensor all =
       torch::from_blob(const_cast<float*>(input.data.data()), {1, m.in_channels, nz, ny, nx}, torch::kFloat32)
           .slice(3, box.y.begin, box.y.end)
@@ -483,28 +483,31 @@ MultiChannelImage<Scanner> Network::predict_whole_volume(const MultiChannelImage
     const std::int64_t lo = std::max<std::int64_t>(0, z0 - halo) / d * d;
     const std::int64_t hi = std::min(nz, z1 + halo);
     const std::int64_t pz = round_up(hi - lo, d);
-    const torch::Tensor x =
+    torch::Tensor x =
         torch::constant_pad_nd(all.slice(2, lo, hi), {0, px - bx, 0, py - by, 0, pz - (hi - lo)}, 0.0).to(m.device);
     torch::Tensor logits;
     {
       const AutocastScope autocast(bf16, m.device.is_cuda());
       logits = m.forward(x);
     }
-    const torch::Tensor prob = torch::softmax(logits.to(torch::kFloat32), 1)
-                                   .slice(2, z0 - lo, z1 - lo)
-                                   .slice(3, 0, by)
-                                   .slice(4, 0, bx)
-                                   .to(torch::kCPU)
-                                   .contiguous();
-    // 4. the box's rows into the output
+    x = torch::Tensor();
+    // probabilities over the whole padded slab (contiguous); the logits are released before the output exists
+    const torch::Tensor prob = torch::softmax(logits.to(torch::kFloat32), 1).to(torch::kCPU).contiguous();
+    logits = torch::Tensor();
+    if (!out) {
+      out.emplace(input.grid, m.out_channels);
+      if (!whole_plane) std::fill(out->channel(0), out->channel(0) + input.grid.voxels(), 1.0f);
+    }
+    // 4. the core's rows of the box into the output (the padding and the halo stay behind)
     const float* src = prob.data_ptr<float>();
+    const std::int64_t sc = prob.stride(1), sz = prob.stride(2), sy = prob.stride(3);
     for (int c = 0; c < m.out_channels; ++c)
       for (std::int64_t z = z0; z < z1; ++z)
         for (std::int64_t y = 0; y < by; ++y)
-          std::memcpy(out.channel(c) + (z * ny + box.y.begin + y) * nx + box.x.begin,
-                      src + ((c * (z1 - z0) + (z - z0)) * by + y) * bx, static_cast<std::size_t>(bx) * sizeof(float));
+          std::memcpy(out->channel(c) + (z * ny + box.y.begin + y) * nx + box.x.begin,
+                      src + c * sc + (z - lo) * sz + y * sy, static_cast<std::size_t>(bx) * sizeof(float));
   }
-  return out;
+  return std::move(*out);
 }
 
 MultiChannelImage<Scanner> Network::predict(const MultiChannelImage<Scanner>& input, const PredictOptions& opts) const {

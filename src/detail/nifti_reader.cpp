@@ -11,6 +11,7 @@
 #include <cstdint>
 #include <cstring>
 #include <filesystem>
+#include <future>
 #include <limits>
 #include <sstream>
 #include <vector>
@@ -126,16 +127,15 @@ bool read_nifti_voxels(const std::string& path, std::size_t expected_values, Raw
   }
   // Read and convert in chunks: no second buffer the size of the voxel data (the 512 x 512 x 300 benchmark CT held
   // 157 MB of raw int16 beside its floats; the atlas 334 MB of raw float32). Float32 data needing no swap or
-  // scaling is read straight into place.
+  // scaling is read straight into place. Otherwise a second thread inflates the next chunk while this one converts
+  // the last (two chunk buffers).
   out.voxels.resize(nvox);
   char* const direct = (datatype == 16 && !swap && !scale) ? reinterpret_cast<char*>(out.voxels.data()) : nullptr;
   const std::size_t chunk_bytes = bytes_per_value * (std::size_t{1} << 22);
-  std::vector<char> chunk(direct ? 0 : std::min(chunk_bytes, total_bytes));
   gzbuffer(f, 1u << 18);
-  std::size_t done = 0;
-  while (done < total_bytes) {
-    char* const dst = direct ? direct + done : chunk.data();
-    const std::size_t want = std::min(total_bytes - done, chunk_bytes);
+  // Reads `want` bytes into dst (the gzFile is used by one thread at a time: the next read starts after this one
+  // has returned).
+  auto read_chunk = [f, &path](char* dst, std::size_t want, std::size_t done, std::size_t total) {
     std::size_t got_here = 0;
     while (got_here < want) {
       const int got = gzread(f, dst + got_here, static_cast<unsigned>(want - got_here));
@@ -150,25 +150,39 @@ bool read_nifti_voxels(const std::string& path, std::size_t expected_values, Raw
     }
     if (got_here < want)
       throw Error(ErrorCode::UnreadableInput, path + ": the file is truncated: " + std::to_string(done + got_here) +
-                                                  " of " + std::to_string(total_bytes) +
-                                                  " voxel data bytes are present");
-    if (!direct) {
-      const std::size_t values = want / bytes_per_value;
-      float* const to = out.voxels.data() + done / bytes_per_value;
-      const char* const raw = chunk.data();
-      switch (datatype) {
-        case 2: nifti_convert<std::uint8_t>(raw, values, swap, scale, slope, inter, to); break;
-        case 256: nifti_convert<std::int8_t>(raw, values, swap, scale, slope, inter, to); break;
-        case 4: nifti_convert<std::int16_t>(raw, values, swap, scale, slope, inter, to); break;
-        case 512: nifti_convert<std::uint16_t>(raw, values, swap, scale, slope, inter, to); break;
-        case 8: nifti_convert<std::int32_t>(raw, values, swap, scale, slope, inter, to); break;
-        case 768: nifti_convert<std::uint32_t>(raw, values, swap, scale, slope, inter, to); break;
-        case 16: nifti_convert<float>(raw, values, swap, scale, slope, inter, to); break;
-        case 64: nifti_convert<double>(raw, values, swap, scale, slope, inter, to); break;
-        case 1024: nifti_convert<std::int64_t>(raw, values, swap, scale, slope, inter, to); break;
-        case 1280: nifti_convert<std::uint64_t>(raw, values, swap, scale, slope, inter, to); break;
-        default: break;  // excluded above
-      }
+                                                  " of " + std::to_string(total) + " voxel data bytes are present");
+  };
+  if (direct) {
+    for (std::size_t done = 0; done < total_bytes; done += chunk_bytes)
+      read_chunk(direct + done, std::min(total_bytes - done, chunk_bytes), done, total_bytes);
+    return true;
+  }
+  std::array<std::vector<char>, 2> chunks;
+  for (auto& c : chunks) c.resize(std::min(chunk_bytes, total_bytes));
+  auto start_read = [&](std::size_t at, std::size_t buffer) {
+    const std::size_t want = std::min(total_bytes - at, chunk_bytes);
+    return std::async(std::launch::async, read_chunk, chunks[buffer].data(), want, at, total_bytes);
+  };
+  std::future<void> pending = start_read(0, 0);
+  for (std::size_t done = 0, k = 0; done < total_bytes; ++k) {
+    const std::size_t want = std::min(total_bytes - done, chunk_bytes);
+    pending.get();  // rethrows a corrupt or truncated chunk
+    if (done + want < total_bytes) pending = start_read(done + want, (k + 1) % 2);
+    const std::size_t values = want / bytes_per_value;
+    float* const to = out.voxels.data() + done / bytes_per_value;
+    const char* const raw = chunks[k % 2].data();
+    switch (datatype) {
+      case 2: nifti_convert<std::uint8_t>(raw, values, swap, scale, slope, inter, to); break;
+      case 256: nifti_convert<std::int8_t>(raw, values, swap, scale, slope, inter, to); break;
+      case 4: nifti_convert<std::int16_t>(raw, values, swap, scale, slope, inter, to); break;
+      case 512: nifti_convert<std::uint16_t>(raw, values, swap, scale, slope, inter, to); break;
+      case 8: nifti_convert<std::int32_t>(raw, values, swap, scale, slope, inter, to); break;
+      case 768: nifti_convert<std::uint32_t>(raw, values, swap, scale, slope, inter, to); break;
+      case 16: nifti_convert<float>(raw, values, swap, scale, slope, inter, to); break;
+      case 64: nifti_convert<double>(raw, values, swap, scale, slope, inter, to); break;
+      case 1024: nifti_convert<std::int64_t>(raw, values, swap, scale, slope, inter, to); break;
+      case 1280: nifti_convert<std::uint64_t>(raw, values, swap, scale, slope, inter, to); break;
+      default: break;  // excluded above
     }
     done += want;
   }
