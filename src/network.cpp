@@ -27,6 +27,7 @@
 #include <cstring>
 #include <filesystem>
 #include <fstream>
+#include <functional>
 #include <iterator>
 #include <limits>
 #include <map>
@@ -128,6 +129,52 @@ struct UNetImpl : torch::nn::Module {
       x = dec[k]->forward(std::move(joined));
     }
     return head(x);
+  }
+
+  // As forward(x) for one volume (batch 1), followed by a softmax over the classes, handed to `sink` in z slabs of
+  // at most `slab` planes: sink(probabilities [1, classes, planes, Y, X], first plane). The coarser stages run as in
+  // forward(); the last decoder stage (full resolution: the upsampling, the concatenation with the first skip, two
+  // 3x3x3 convolutions) and the head run slab by slab, each slab's input taken with 2 planes of halo per side (the
+  // reach of the two convolutions; at the volume's faces the zero padding is the one pass's own). Every output
+  // plane is computed from the same inputs as in one pass: the values agree to rounding. What it saves: the
+  // full-resolution upsampled tensor, the concatenation (2 x filters[0] channels), the convolutions' outputs and
+  // the logits are never held for the whole volume (on the CPU, oneDNN's reordered copies of them neither).
+  void forward_slabs(torch::Tensor x, std::int64_t slab,
+                     const std::function<void(const torch::Tensor&, std::int64_t)>& sink) {
+    constexpr std::int64_t kHalo = 2;
+    std::vector<torch::Tensor> skips;
+    for (auto& stage : enc) {
+      x = stage->forward(x);
+      skips.push_back(x);
+    }
+    skips.pop_back();
+    for (int s = static_cast<int>(up.size()) - 1; s >= 1; --s) {
+      const auto k = static_cast<std::size_t>(s);
+      torch::Tensor joined = torch::cat({skips[k], upsample_2x(up[k], x)}, 1);
+      skips[k] = torch::Tensor();
+      x = torch::Tensor();
+      x = dec[k]->forward(std::move(joined));
+    }
+    if (up.empty()) {  // a single stage: no decoder
+      sink(torch::softmax(head(x).to(torch::kFloat32), 1), 0);
+      return;
+    }
+    const torch::Tensor skip = std::move(skips[0]);  // full resolution
+    const torch::Tensor coarse = std::move(x);       // half resolution
+    const std::int64_t planes = skip.size(2);
+    for (std::int64_t z0 = 0; z0 < planes; z0 += slab) {
+      const std::int64_t z1 = std::min(planes, z0 + slab);
+      const std::int64_t a = std::max<std::int64_t>(0, z0 - kHalo), b = std::min(planes, z1 + kHalo);
+      // upsampled plane p comes from coarse plane p / 2
+      const std::int64_t ca = a / 2, cb = (b + 1) / 2;
+      torch::Tensor upsampled = upsample_2x(up[0], coarse.slice(2, ca, cb)).slice(2, a - 2 * ca, b - 2 * ca);
+      torch::Tensor joined = torch::cat({skip.slice(2, a, b), upsampled}, 1);
+      upsampled = torch::Tensor();
+      torch::Tensor y = dec[0]->forward(std::move(joined)).slice(2, z0 - a, z1 - a);
+      const torch::Tensor logits = head(y);
+      y = torch::Tensor();
+      sink(torch::softmax(logits.to(torch::kFloat32), 1), z0);
+    }
   }
 
   std::vector<torch::nn::Sequential> enc, dec;
@@ -232,6 +279,7 @@ struct Network::Impl {
 
   torch::Tensor forward(const torch::Tensor& x) { return net->forward(x); }
 };
+
 
 Network::Network(const std::string& safetensors_path, const DeviceSpec& device) : impl_(std::make_unique<Impl>()) {
   Impl& m = *impl_;
@@ -448,6 +496,9 @@ std::optional<InPlaneBox> body_box_in_plane(const MultiChannelImage<Scanner>& in
 MultiChannelImage<Scanner> Network::predict_whole_volume(const MultiChannelImage<Scanner>& input,
                                                          const PredictOptions& opts) const {
   Impl& m = *impl_;
+  if (opts.last_stage_slab_planes < 1)
+    throw Error(ErrorCode::Usage, "network: last_stage_slab_planes must be at least 1, not " +
+                                      std::to_string(opts.last_stage_slab_planes));
   const std::int64_t d = m.card.input_divisor();
   const std::int64_t nx = input.grid.size[0], ny = input.grid.size[1], nz = input.grid.size[2];
   for (int a = 0; a < 3; ++a)
@@ -467,8 +518,8 @@ MultiChannelImage<Scanner> Network::predict_whole_volume(const MultiChannelImage
     const std::int64_t fit = opts.whole_volume_max_voxels / (px * py) - 2 * halo;
     core = std::max<std::int64_t>(d, fit / d * d);
   }
-  // 3. the output is allocated after the first pass's forward (not held through the network's peak); outside the
-  // box it is background
+  // 3. the output is allocated when the first slab of probabilities arrives (not held through the encoder's peak);
+  // outside the box it is background
   std::optional<MultiChannelImage<Scanner>> out;
   const torch::Tensor all =
       torch::from_blob(const_cast<float*>(input.data.data()), {1, m.in_channels, nz, ny, nx}, torch::kFloat32)
@@ -485,27 +536,24 @@ MultiChannelImage<Scanner> Network::predict_whole_volume(const MultiChannelImage
     const std::int64_t pz = round_up(hi - lo, d);
     torch::Tensor x =
         torch::constant_pad_nd(all.slice(2, lo, hi), {0, px - bx, 0, py - by, 0, pz - (hi - lo)}, 0.0).to(m.device);
-    torch::Tensor logits;
-    {
-      const AutocastScope autocast(bf16, m.device.is_cuda());
-      logits = m.forward(x);
-    }
-    x = torch::Tensor();
-    // probabilities over the whole padded slab (contiguous); the logits are released before the output exists
-    const torch::Tensor prob = torch::softmax(logits.to(torch::kFloat32), 1).to(torch::kCPU).contiguous();
-    logits = torch::Tensor();
-    if (!out) {
-      out.emplace(input.grid, m.out_channels);
-      if (!whole_plane) std::fill(out->channel(0), out->channel(0) + input.grid.voxels(), 1.0f);
-    }
-    // 4. the core's rows of the box into the output (the padding and the halo stay behind)
-    const float* src = prob.data_ptr<float>();
-    const std::int64_t sc = prob.stride(1), sz = prob.stride(2), sy = prob.stride(3);
-    for (int c = 0; c < m.out_channels; ++c)
-      for (std::int64_t z = z0; z < z1; ++z)
-        for (std::int64_t y = 0; y < by; ++y)
-          std::memcpy(out->channel(c) + (z * ny + box.y.begin + y) * nx + box.x.begin,
-                      src + c * sc + (z - lo) * sz + y * sy, static_cast<std::size_t>(bx) * sizeof(float));
+    // 4. the core's rows of the box into the output (the padding and the halo stay behind), slab by slab
+    auto sink = [&](const torch::Tensor& slab_prob, std::int64_t first) {
+      const torch::Tensor prob = slab_prob.to(torch::kCPU).contiguous();
+      if (!out) {
+        out.emplace(input.grid, m.out_channels);
+        if (!whole_plane) std::fill(out->channel(0), out->channel(0) + input.grid.voxels(), 1.0f);
+      }
+      const float* src = prob.data_ptr<float>();
+      const std::int64_t sc = prob.stride(1), sz = prob.stride(2), sy = prob.stride(3);
+      const std::int64_t from = std::max(z0, lo + first), to = std::min(z1, lo + first + prob.size(2));
+      for (int c = 0; c < m.out_channels; ++c)
+        for (std::int64_t z = from; z < to; ++z)
+          for (std::int64_t y = 0; y < by; ++y)
+            std::memcpy(out->channel(c) + (z * ny + box.y.begin + y) * nx + box.x.begin,
+                        src + c * sc + (z - lo - first) * sz + y * sy, static_cast<std::size_t>(bx) * sizeof(float));
+    };
+    const AutocastScope autocast(bf16, m.device.is_cuda());
+    m.net->forward_slabs(std::move(x), opts.last_stage_slab_planes, sink);
   }
   return std::move(*out);
 }

@@ -77,6 +77,12 @@ struct PredictOptions {
   bool whole_volume = false;
   std::int64_t whole_volume_max_voxels = 12'000'000;
   int whole_volume_halo = 48;
+  // Whole volume only: the last decoder stage (full resolution) and the head run in z slabs of this many planes,
+  // each with the 2 planes of halo its two 3x3x3 convolutions reach (the values agree with one pass to rounding):
+  // the full-resolution concatenation, its convolutions' outputs and the logits are never held for the whole
+  // volume. 16 planes: the 512 x 512 x 300 benchmark CT's network pass peaks at 1485 MiB instead of 1769-1995 MiB,
+  // in the same time (docs/PERFORMANCE.md). At least 1.
+  int last_stage_slab_planes = 16;
   // Whole volume only: run the network over the in-plane box of the body (body_box_in_plane) grown by this many
   // voxels, and give every voxel outside it background (channel 0 = 1). The air around a patient in a wide field of
   // view is then not computed. Negative: the whole plane.

@@ -169,6 +169,26 @@ TEST_F(NetworkGoldenV2, ZSlabsWithHalosGiveTheOnePassResult) {
   EXPECT_LT(with, 1e-5);
 }
 
+TEST_F(NetworkGoldenV2, LastStageSlabsOfAnySizeGiveTheOnePassResult) {
+  // The last decoder stage and the head run in z slabs with 2 planes of halo (PredictOptions::last_stage_slab_planes).
+  // The golden volume has 20 planes (24 padded): slabs of 1 to 5 planes (odd ones start on odd planes, between two
+  // coarse planes), 8, and one slab of the whole volume all give PyTorch's one pass.
+  const detail::SafetensorsTensor& y = expected_->tensors.at("volume.probabilities");
+  for (const int planes : {1, 2, 3, 5, 8, 24, 100}) {
+    PredictOptions o;
+    o.whole_volume = true;
+    o.last_stage_slab_planes = planes;
+    const MultiChannelImage<Scanner> out = net_->predict(volume(), o);
+    ASSERT_EQ(out.data.size(), y.data.size());
+    const Diff d = compare(out.data, y.data);
+    EXPECT_LT(d.max_abs, 1e-5) << planes << "-plane slabs: relative L2 " << d.rel_l2;
+  }
+  PredictOptions bad;
+  bad.whole_volume = true;
+  bad.last_stage_slab_planes = 0;
+  EXPECT_THROW(net_->predict(volume(), bad), Error);
+}
+
 TEST_F(NetworkGoldenV2, BodyBoxPassIsTheOnePassOverTheBoxWithBackgroundAroundIt) {
   // The golden volume (12 x 28 x 20 voxels, i j k), all of it body, placed at (21, 13) in a 64 x 56 plane of air
   // (0 in every channel). With a margin of 2 the box is x [16, 40), y [8, 48): grown by 2 and rounded to the
