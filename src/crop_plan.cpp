@@ -67,6 +67,12 @@ CropPlan plan_crop(const Image<float>& scan, const Affine<Scanner, Atlas>& scann
   return plan_crop(scan.grid, scanner_to_atlas, regions, requested, minimum);
 }
 
+CropPlan plan_crop(const Scan& scan, const Affine<Scanner, Atlas>& scanner_to_atlas,
+                   const std::vector<Region>& regions, const CropOptions& requested) {
+  if (!scan.info.intensities) return plan_crop(scan.image, scanner_to_atlas, regions, requested);
+  return plan_crop(scan.image.grid, scanner_to_atlas, regions, requested, scan.info.intensities->min_value);
+}
+
 Box<Scanner> voxel_range_extent(const Grid<Scanner>& grid, const IndexBox& range) {
   Eigen::Vector3d lo = Eigen::Vector3d::Constant(1e300), hi = Eigen::Vector3d::Constant(-1e300);
   for (int c = 0; c < 8; ++c) {

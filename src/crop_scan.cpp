@@ -23,7 +23,7 @@ ScanCrops crop_scan(Pipeline& pipeline, const Scan& scan, const std::vector<Regi
   }
   step();
   // 2. plan: every region's boxes in the scan, with the options in effect
-  const CropPlan plan = plan_crop(scan.image, out.fit.scanner_to_atlas, regions, options);
+  const CropPlan plan = plan_crop(scan, out.fit.scanner_to_atlas, regions, options);
   // 3. cut, and the records
   const RecordContext context{case_id, {scan.info.path}, &scan, &out.segmentation, &out.fit,
                               segmentation ? std::string("none (--seg)") : pipeline.model_id(),

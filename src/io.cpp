@@ -367,7 +367,8 @@ Scan read_scan(const std::string& path) {
   const std::string nan_warning = replace_non_finite(scan.image.voxels, stats, path);
   if (!nan_warning.empty()) scan.info.warnings.push_back(nan_warning);
   scan.info.stored_type = choose_stored_type(raw.stored_type, stats);
-  if (const IntensityCheck c = intensity_check(stats); !c.warning.empty()) scan.info.warnings.push_back(c.warning);
+  scan.info.intensities = intensity_check(stats);
+  if (!scan.info.intensities->warning.empty()) scan.info.warnings.push_back(scan.info.intensities->warning);
   scan.info.series_uid = raw.series_uid;
   scan.info.series_description = raw.series_description;
   scan.info.slices_read = raw.slices_read;
@@ -377,7 +378,7 @@ Scan read_scan(const std::string& path) {
 IntensityCheck check_ct_intensities(const Image<float>& image) { return intensity_check(voxel_stats(image.voxels)); }
 
 void require_body(const Scan& scan) {
-  const IntensityCheck c = check_ct_intensities(scan.image);
+  const IntensityCheck c = scan.info.intensities ? *scan.info.intensities : check_ct_intensities(scan.image);
   if (c.body_fraction < kMinBodyFraction)
     throw Error(ErrorCode::FitFailed,
                 scan.info.path + ": no body in the scan: only " + std::to_string(100.0 * c.body_fraction) +

@@ -118,7 +118,7 @@ std::vector<CropSummary> crop_case(Pipeline& pipeline, const DatasetCase& c, con
   throw_if_stop_requested();
 
   // 3. the plan: every region's boxes mapped into the scan, the options in effect, the warnings
-  const CropPlan plan = plan_crop(scan.image, fit.scanner_to_atlas, regions, request.crop);
+  const CropPlan plan = plan_crop(scan, fit.scanner_to_atlas, regions, request.crop);
   std::optional<Preview<Scanner>> picture;
   if (request.preview) picture = render_crop_preview(scan, seg, fit, &plan, pipeline.atlas());
 

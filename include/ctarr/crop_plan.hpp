@@ -51,6 +51,9 @@ CropPlan plan_crop(const Grid<Scanner>& scan_grid, const Affine<Scanner, Atlas>&
 // The same for a scan in memory: its grid, and its lowest voxel value (0 for an empty image).
 CropPlan plan_crop(const Image<float>& scan, const Affine<Scanner, Atlas>& scanner_to_atlas,
                    const std::vector<Region>& regions, const CropOptions& requested);
+// The same for a scan as read: its lowest value from read_scan's check (ScanInfo::intensities) where it has one.
+CropPlan plan_crop(const Scan& scan, const Affine<Scanner, Atlas>& scanner_to_atlas,
+                   const std::vector<Region>& regions, const CropOptions& requested);
 
 // The part of `grid`'s space that the voxels [range.start, range.end) cover, their outer faces included: the
 // axis-aligned bounding box in scanner mm (exact for grids whose axes are the world's).

@@ -17,6 +17,18 @@ const char* to_string(PixelType t) noexcept;
 // The type to_string names `name`, or nothing.
 std::optional<PixelType> pixel_type_named(const std::string& name) noexcept;
 
+// How a scan's intensities compare with CT in Hounsfield units (checked before any network run).
+struct IntensityCheck {
+  double body_fraction = 0.0;  // fraction of voxels above kBodyThresholdHu (soft tissue, bone)
+  double air_fraction = 0.0;   // fraction of voxels below kAirThresholdHu (air, lungs)
+  float min_value = 0.0f, max_value = 0.0f;
+  std::string warning;         // "" when the values look like CT in HU
+};
+constexpr float kBodyThresholdHu = -200.0f;
+constexpr float kAirThresholdHu = -500.0f;
+constexpr double kMinBodyFraction = 0.01;   // below: "no body in the scan"
+constexpr double kMinAirFraction = 0.001;   // below: not CT in HU (MR, PET, CT without its rescale) -> warning
+
 struct ScanInfo {
   std::string path;                   // as given by the user
   std::string format;                 // "nifti", "nrrd", "meta", "dicom"
@@ -25,6 +37,10 @@ struct ScanInfo {
   std::string series_uid;             // DICOM only: the series chosen
   std::string series_description;     // DICOM only
   int slices_read = 0;                // DICOM only
+  // read_scan's check of the voxels as read (check_ct_intensities, non-finite voxels counted as their replacement):
+  // require_body and the crop's padding value use it instead of walking the voxels again. A Scan built in memory
+  // (or whose voxels were changed) leaves it empty, and the check is computed where it is needed.
+  std::optional<IntensityCheck> intensities;
 };
 
 // A CT as read: voxel values (HU for CT) as float on the scan's grid, plus how it was read.
@@ -41,17 +57,6 @@ struct Scan {
 // Throws UnreadableInput (missing/corrupt/not an image) or UnsupportedGeometry (2D, 4D, bad spacing, shear).
 Scan read_scan(const std::string& path);
 
-// How a scan's intensities compare with CT in Hounsfield units (checked before any network run).
-struct IntensityCheck {
-  double body_fraction = 0.0;  // fraction of voxels above kBodyThresholdHu (soft tissue, bone)
-  double air_fraction = 0.0;   // fraction of voxels below kAirThresholdHu (air, lungs)
-  float min_value = 0.0f, max_value = 0.0f;
-  std::string warning;         // "" when the values look like CT in HU
-};
-constexpr float kBodyThresholdHu = -200.0f;
-constexpr float kAirThresholdHu = -500.0f;
-constexpr double kMinBodyFraction = 0.01;   // below: "no body in the scan"
-constexpr double kMinAirFraction = 0.001;   // below: not CT in HU (MR, PET, CT without its rescale) -> warning
 IntensityCheck check_ct_intensities(const Image<float>& image);
 // Throws FitFailed naming `scan.info.path` when fewer than kMinBodyFraction of the voxels are above
 // kBodyThresholdHu: an all-air (or empty) scan has no anatomy to find, so no network run is wasted on it.

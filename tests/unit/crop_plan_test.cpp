@@ -111,6 +111,20 @@ TEST(CropPlan, PaddingTakesTheScanMinimumUnlessAValueIsGivenAndCoversTheWholeBox
   EXPECT_GT(padded.regions[0].written_range(0).end[0], 20);  // beyond the scan
 }
 
+TEST(CropPlan, AScanPadsWithItsLowestValueFromReadScansCheckOrFromItsVoxels) {
+  const Region r = region("edge", {atlas_box({40, 30, 40}, {80, 40, 50})});
+  Scan scan;
+  scan.image.grid = grid_2mm();
+  scan.image.voxels.assign(static_cast<std::size_t>(scan.image.grid.voxels()), 40.0f);
+  scan.image.voxels[17] = -900.0f;
+  // built in memory: no check kept, the voxels are walked
+  EXPECT_EQ(*plan_crop(scan, Affine<Scanner, Atlas>::identity(), {r}, {}).regions[0].options.pad_value, -900.0f);
+  // as read_scan leaves it: its check's minimum, without a walk (a different value here shows which was used)
+  scan.info.intensities = IntensityCheck{};
+  scan.info.intensities->min_value = -1000.0f;
+  EXPECT_EQ(*plan_crop(scan, Affine<Scanner, Atlas>::identity(), {r}, {}).regions[0].options.pad_value, -1000.0f);
+}
+
 TEST(CropPlan, VoxelRangeExtentIsTheOuterFacesOfTheVoxelsInScannerMillimetres) {
   const Grid<Scanner> g = grid_2mm();
   const Box<Scanner> b = voxel_range_extent(g, IndexBox{Index3{{1, 2, 3}}, Index3{{4, 5, 6}}});

@@ -531,6 +531,15 @@ TEST(ReadScan, NanVoxelsAreReplacedByTheMinimumWithAWarning) {
   EXPECT_EQ(scan.image.voxels[7], -5.0f);
   EXPECT_EQ(scan.image.voxels[8], 3.0f);
   EXPECT_TRUE(any_warning_contains(scan.info, "2 NaN/infinite")) << warnings_of(scan.info);
+  // the check read_scan keeps (ScanInfo::intensities) is the one of the voxels after the replacement
+  ASSERT_TRUE(scan.info.intensities.has_value());
+  const IntensityCheck again = check_ct_intensities(scan.image);
+  EXPECT_EQ(scan.info.intensities->min_value, again.min_value);
+  EXPECT_EQ(scan.info.intensities->max_value, again.max_value);
+  EXPECT_EQ(scan.info.intensities->body_fraction, again.body_fraction);
+  EXPECT_EQ(scan.info.intensities->air_fraction, again.air_fraction);
+  EXPECT_EQ(scan.info.intensities->warning, again.warning);
+  EXPECT_EQ(scan.info.intensities->min_value, -5.0f);
 }
 
 TEST(ReadScan, NanVoxelsInOtherFormatsAreReplacedToo) {
