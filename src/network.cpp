@@ -111,24 +111,38 @@ struct UNetImpl : torch::nn::Module {
     head = register_module("head", torch::nn::Conv3d(torch::nn::Conv3dOptions(f[0], out_channels, 1).bias(true)));
   }
 
-  torch::Tensor forward(torch::Tensor x) {
+  // The encoder and every decoder stage but the last (the one at full resolution). Returns the first skip (full
+  // resolution) and the input of the last upsampling (half resolution); a single-stage network returns its only
+  // stage's output and an undefined tensor.
+  std::pair<torch::Tensor, torch::Tensor> to_last_stage(torch::Tensor x) {
     std::vector<torch::Tensor> skips;
     for (auto& stage : enc) {
       x = stage->forward(x);
       skips.push_back(x);
     }
+    if (up.empty()) return {std::move(x), torch::Tensor()};
     skips.pop_back();  // the deepest stage's output is x itself
-    for (int s = static_cast<int>(up.size()) - 1; s >= 0; --s) {
+    for (int s = static_cast<int>(up.size()) - 1; s >= 1; --s) {
       const auto k = static_cast<std::size_t>(s);
-      // skip first, then the upsampled tensor (as in python/ctarr_train/unet.py); the skip, the upsampled tensor and
-      // the coarser x are released before the decoder's convolutions run, so a whole-volume pass at full resolution
-      // holds the concatenation and the convolutions' outputs only
-      torch::Tensor joined = torch::cat({skips[k], upsample_2x(up[k], x)}, 1);
-      skips[k] = torch::Tensor();
-      x = torch::Tensor();
-      x = dec[k]->forward(std::move(joined));
+      x = decode(k, std::move(skips[k]), std::move(x));
     }
-    return head(x);
+    return {std::move(skips[0]), std::move(x)};
+  }
+
+  // Decoder stage k: skip first, then the upsampled tensor (as in python/ctarr_train/unet.py). The skip, the
+  // upsampled tensor and the coarser input are released before the convolutions run, so a pass at full resolution
+  // holds the concatenation and the convolutions' outputs only.
+  torch::Tensor decode(std::size_t k, torch::Tensor skip, torch::Tensor coarse) {
+    torch::Tensor joined = torch::cat({skip, upsample_2x(up[k], coarse)}, 1);
+    skip = torch::Tensor();
+    coarse = torch::Tensor();
+    return dec[k]->forward(std::move(joined));
+  }
+
+  torch::Tensor forward(torch::Tensor x) {
+    auto [skip, coarse] = to_last_stage(std::move(x));
+    if (up.empty()) return head(skip);
+    return head(decode(0, std::move(skip), std::move(coarse)));
   }
 
   // As forward(x) for one volume (batch 1), followed by a softmax over the classes, handed to `sink` in z slabs of
@@ -142,25 +156,11 @@ struct UNetImpl : torch::nn::Module {
   void forward_slabs(torch::Tensor x, std::int64_t slab,
                      const std::function<void(const torch::Tensor&, std::int64_t)>& sink) {
     constexpr std::int64_t kHalo = 2;
-    std::vector<torch::Tensor> skips;
-    for (auto& stage : enc) {
-      x = stage->forward(x);
-      skips.push_back(x);
-    }
-    skips.pop_back();
-    for (int s = static_cast<int>(up.size()) - 1; s >= 1; --s) {
-      const auto k = static_cast<std::size_t>(s);
-      torch::Tensor joined = torch::cat({skips[k], upsample_2x(up[k], x)}, 1);
-      skips[k] = torch::Tensor();
-      x = torch::Tensor();
-      x = dec[k]->forward(std::move(joined));
-    }
+    const auto [skip, coarse] = to_last_stage(std::move(x));  // full and half resolution
     if (up.empty()) {  // a single stage: no decoder
-      sink(torch::softmax(head(x).to(torch::kFloat32), 1), 0);
+      sink(torch::softmax(head(skip).to(torch::kFloat32), 1), 0);
       return;
     }
-    const torch::Tensor skip = std::move(skips[0]);  // full resolution
-    const torch::Tensor coarse = std::move(x);       // half resolution
     const std::int64_t planes = skip.size(2);
     for (std::int64_t z0 = 0; z0 < planes; z0 += slab) {
       const std::int64_t z1 = std::min(planes, z0 + slab);
