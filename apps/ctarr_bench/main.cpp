@@ -128,6 +128,11 @@ int main(int argc, char** argv) {
   app.add_option("--body-box-margin", body_box_margin,
                  "fast path, whole-volume model: voxels of air kept around the body's in-plane box "
                  "(PredictOptions::body_box_margin; negative: the whole plane)");
+  int last_stage_slab_planes = ctarr::PredictOptions{}.last_stage_slab_planes;
+  app.add_option("--last-stage-slab-planes", last_stage_slab_planes,
+                 "fast path, whole-volume model: z planes per slab of the last decoder stage "
+                 "(PredictOptions::last_stage_slab_planes)")
+      ->check(CLI::PositiveNumber);
   app.add_flag("--fit-only", fit_only, "with --seg: stop after the fit and print scanner_to_atlas_4x4 as JSON");
   CLI11_PARSE(app, argc, argv);
   namespace fs = std::filesystem;
@@ -209,6 +214,7 @@ int main(int argc, char** argv) {
         PredictOptions fast = fast_predict_options(net.card(), net.device());
         fast.window.skip_core_margin = skip_core_margin;
         if (fast.whole_volume) fast.body_box_margin = body_box_margin;
+        fast.last_stage_slab_planes = last_stage_slab_planes;
         std::printf("  fast path: %s, skip tiles with channel 0 <= %.2f (core margin %d), body box margin %d\n",
                     fast.precision == Precision::BFloat16 ? "bfloat16" : "float32", fast.window.skip_tile_max_input,
                     fast.window.skip_core_margin, fast.body_box_margin);
