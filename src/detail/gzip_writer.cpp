@@ -176,6 +176,7 @@ void gzip_bytes(const void* data, std::size_t size, const std::string& to, int l
   const auto* p = static_cast<const unsigned char*>(data);
   gzip_from(
       [&](unsigned char* dst, std::size_t n) {
+        if (n == 0) return;  // `data` may be null for no bytes
         std::memcpy(dst, p, n);
         p += n;
       },
