@@ -280,7 +280,6 @@ struct Network::Impl {
   torch::Tensor forward(const torch::Tensor& x) { return net->forward(x); }
 };
 
-
 Network::Network(const std::string& safetensors_path, const DeviceSpec& device) : impl_(std::make_unique<Impl>()) {
   Impl& m = *impl_;
   m.device_name = resolve_device(device);

@@ -31,6 +31,7 @@ constexpr std::size_t kWindow = 32768;  // deflate's window: the priming diction
 
 // One block's deflated bytes and the CRC of its input.
 struct Block {
+  std::size_t in_size = 0;  // input bytes
   std::vector<unsigned char> out;
   std::size_t out_size = 0;
   uLong crc = 0;
@@ -40,6 +41,7 @@ struct Block {
 // failure (out of memory). Does not throw (it runs on parallel_for's threads).
 bool deflate_block(const unsigned char* in, std::size_t size, std::size_t dict_size, bool last, int level,
                    Block& block) noexcept {
+  block.in_size = size;
   block.crc = crc32_z(crc32_z(0L, Z_NULL, 0), in, size);
   z_stream zs{};
   if (deflateInit2(&zs, level, Z_DEFLATED, -15, 8, Z_DEFAULT_STRATEGY) != Z_OK) return false;
@@ -100,7 +102,7 @@ void put_le32(unsigned char* p, std::uint32_t v) {
   for (int i = 0; i < 4; ++i) p[i] = static_cast<unsigned char>(v >> (8 * i));
 }
 
-// Source of the bytes to compress: fills `dst` with up to `size` bytes and returns how many (0 at the end).
+// `source(dst, n)` fills dst with the next n bytes of the data (or throws); `total` bytes in all.
 template <class Source>
 void gzip_from(Source&& source, std::uint64_t total, const std::string& to, int level) {
   if (level < 1 || level > 9)
@@ -136,10 +138,8 @@ void gzip_from(Source&& source, std::uint64_t total, const std::string& to, int 
     });
     if (failed) throw Error(ErrorCode::OutputNotWritable, to + ": cannot write: compressing the image failed (out of memory?)");
     for (std::size_t k = 0; k < n_blocks; ++k) {
-      const std::size_t start = k * kGzipBlockBytes;
-      const std::size_t size = std::min(kGzipBlockBytes, want - std::min(want, start));
       out.write(blocks[k].out.data(), blocks[k].out_size);
-      crc = crc32_combine(crc, blocks[k].crc, static_cast<z_off_t>(size));
+      crc = crc32_combine(crc, blocks[k].crc, static_cast<z_off_t>(blocks[k].in_size));
     }
     done += want;
     block_index += n_blocks;
