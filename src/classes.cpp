@@ -1,5 +1,6 @@
 #include "ctarr/classes.hpp"
 
+#include <algorithm>
 #include <cctype>
 
 #include "ctarr_contract.inc"  // generated from share/classes.json
@@ -112,6 +113,19 @@ const std::vector<WindowHU>& contract_windows_hu() {
 }
 
 double contract_spacing_mm() { return CTARR_CONTRACT_SPACING_MM; }
+
+const std::vector<int>& one_piece_labels() {
+  static const std::vector<int> labels = [] {
+    std::vector<int> out;
+    for (const char* name : {CTARR_CONTRACT_ONE_PIECE}) {
+      const auto& own = class_names();
+      const auto it = std::find(own.begin(), own.end(), name);  // CMake checked that the name is a class
+      out.push_back(static_cast<int>(it - own.begin()) + 1);
+    }
+    return out;
+  }();
+  return labels;
+}
 
 std::optional<int> ctarr_label_for_totalseg_name(const std::string& name) {
   // ctarr's own names map to themselves.

@@ -6,6 +6,7 @@
 #include "detail/json_text.hpp"
 #include "detail/percent.hpp"
 
+#include "ctarr/components.hpp"
 #include "ctarr/dataset.hpp"
 #include "ctarr/error.hpp"
 #include "ctarr/io.hpp"
@@ -144,38 +145,6 @@ void accumulate_case(const RegionCase& c, const Grid<Atlas>& atlas, int s, std::
         if (hits) sum[atlas.linear(Index3{{i, j, k}})] += static_cast<float>(hits * weight);
       }
   });
-}
-
-// Connected components (26-neighbourhood) of `on`; returns the voxel lists.
-std::vector<std::vector<std::int64_t>> connected_components(const std::vector<std::uint8_t>& on, const Index3& size) {
-  std::vector<std::int32_t> label(on.size(), 0);
-  std::vector<std::vector<std::int64_t>> comps;
-  std::vector<std::int64_t> stack;
-  for (std::int64_t seed = 0; seed < static_cast<std::int64_t>(on.size()); ++seed) {
-    if (!on[static_cast<std::size_t>(seed)] || label[static_cast<std::size_t>(seed)]) continue;
-    comps.emplace_back();
-    const auto id = static_cast<std::int32_t>(comps.size());
-    label[static_cast<std::size_t>(seed)] = id;
-    stack.assign(1, seed);
-    while (!stack.empty()) {
-      const std::int64_t n = stack.back();
-      stack.pop_back();
-      comps.back().push_back(n);
-      const Index3 p = index_of(n, size);
-      for (int dz = -1; dz <= 1; ++dz)
-        for (int dy = -1; dy <= 1; ++dy)
-          for (int dx = -1; dx <= 1; ++dx) {
-            const Index3 q{{p[0] + dx, p[1] + dy, p[2] + dz}};
-            if (q[0] < 0 || q[1] < 0 || q[2] < 0 || q[0] >= size[0] || q[1] >= size[1] || q[2] >= size[2]) continue;
-            const std::int64_t m = q[0] + size[0] * (q[1] + size[1] * q[2]);
-            if (on[static_cast<std::size_t>(m)] && !label[static_cast<std::size_t>(m)]) {
-              label[static_cast<std::size_t>(m)] = id;
-              stack.push_back(m);
-            }
-          }
-    }
-  }
-  return comps;
 }
 
 // Atlas-mm box of whole voxels [lo, hi] (inclusive indices).

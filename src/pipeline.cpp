@@ -5,6 +5,7 @@
 
 #include "ctarr/case_output.hpp"
 #include "ctarr/classes.hpp"
+#include "ctarr/components.hpp"
 #include "ctarr/crop_plan.hpp"
 #include "ctarr/error.hpp"
 #include "ctarr/log.hpp"
@@ -401,7 +402,7 @@ CropRun run_crop(const CropRequest& request) {
   return run;
 }
 
-Image<std::uint8_t> segment_labels(Pipeline& pipeline, const Scan& scan) {
+Image<std::uint8_t> segment_labels(Pipeline& pipeline, const Scan& scan, bool all_components) {
   const Segmentation seg = pipeline.segment(scan);
   MultiChannelImage<Scanner> with_bg(seg.soft_masks.grid, kNumClasses + 1);
   const std::size_t n = static_cast<std::size_t>(seg.soft_masks.grid.voxels());
@@ -411,14 +412,23 @@ Image<std::uint8_t> segment_labels(Pipeline& pipeline, const Scan& scan) {
     with_bg.data[v] = std::max(0.0f, 1.0f - sum);
   }
   std::copy(seg.soft_masks.data.begin(), seg.soft_masks.data.end(), with_bg.data.begin() + static_cast<std::ptrdiff_t>(n));
-  return hard_labels(with_bg);
+  Image<std::uint8_t> labels = hard_labels(with_bg);
+  if (all_components) return labels;
+  for (int value : one_piece_labels()) {
+    const PiecesRemoved removed = keep_largest_component(labels, static_cast<std::uint8_t>(value));
+    if (removed.pieces > 0)
+      log_info("segment: " + class_names()[static_cast<std::size_t>(value - 1)] + ": kept its largest piece, " +
+               std::to_string(removed.pieces) + " other piece(s) of " + std::to_string(removed.voxels) +
+               " voxels set to background");
+  }
+  return labels;
 }
 
 void run_segment(const SegmentRequest& request) {
   Pipeline pipeline(request.pipeline);
   const Scan scan = read_scan(request.input);
   for (const std::string& w : scan.info.warnings) log_warn(request.input + ": " + w);  // as crop prints them
-  write_image(segment_labels(pipeline, scan), request.output);
+  write_image(segment_labels(pipeline, scan, request.all_components), request.output);
 }
 
 }  // namespace ctarr

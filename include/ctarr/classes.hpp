@@ -13,12 +13,16 @@ namespace ctarr {
 constexpr int kNumClasses = 19;  // label values 1..19; 0 is background
 
 // The segmentation contract lives in share/classes.json, compiled in (and read by python/ctarr_train): the class
-// names in output-channel order (index c = label value - 1), the network's HU windows and its spacing.
+// names in output-channel order (index c = label value - 1), the network's HU windows, its spacing and the
+// one-piece classes.
 const std::array<std::string, kNumClasses>& class_names();
 
 using WindowHU = std::pair<float, float>;  // [lower, upper] HU, scaled to [0, 1]
 const std::vector<WindowHU>& contract_windows_hu();
 double contract_spacing_mm();
+// Label values (1..19) of the classes that are one piece of tissue (share/classes.json "one_piece"): `ctarr segment`
+// keeps each one's largest connected component (components.hpp).
+const std::vector<int>& one_piece_labels();
 
 // Label set of an external segmentation.
 enum class LabelSet { Ctarr19, TotalSegV1, TotalSegV2 };

@@ -103,8 +103,10 @@ class Pipeline {
 
 // Hard 19-class labels (argmax; background where no class beats it) of a segmentation, on its grid.
 Image<std::uint8_t> hard_labels(const MultiChannelImage<Scanner>& probabilities_with_background);
-// The network's 19-class label map of a scan on its canonical 3 mm grid (0 background), as `ctarr segment` writes it.
-Image<std::uint8_t> segment_labels(Pipeline& pipeline, const Scan& scan);
+// The network's 19-class label map of a scan on its canonical 3 mm grid (0 background), as `ctarr segment` writes it:
+// each one-piece class (classes.hpp: one_piece_labels) keeps only its largest connected component, unless
+// `all_components`. (The fit reads the soft masks, not this map.)
+Image<std::uint8_t> segment_labels(Pipeline& pipeline, const Scan& scan, bool all_components = false);
 
 // ---- the crop command ---------------------------------------------------------------------------------------
 
@@ -157,6 +159,7 @@ struct SegmentRequest {
   std::string input;
   std::string output;  // 19-class label map on the 3 mm canonical grid
   PipelineOptions pipeline;
+  bool all_components = false;  // keep every piece of the one-piece classes (segment_labels)
 };
 // Reads, segments (network) and writes the hard 19-class labels on the 3 mm canonical grid (its own origin, spacing
 // and direction in the file, LPS mm).

@@ -20,6 +20,8 @@ NUM_CLASSES = len(CLASSES)
 NUM_OUT = NUM_CLASSES + 1  # background + classes
 IN_CHANNELS = len(WINDOWS_HU)
 LABEL = {name: i + 1 for i, name in enumerate(CLASSES)}
+# label values of the classes that are one piece of tissue: `ctarr segment` keeps their largest connected piece
+ONE_PIECE = [LABEL[name] for name in _contract["one_piece"]]
 
 _HEART_PARTS = {"heart", "heart_myocardium", "heart_atrium_left", "heart_atrium_right", "heart_ventricle_left",
                 "heart_ventricle_right", "atrial_appendage_left"}

@@ -139,6 +139,13 @@ def test_segment_and_fit(pipe, py_liver):
     fit = pipe.fit(str(CT))
     assert fit["dice"] == pytest.approx(py_liver["record"]["fit"]["dice"])
     assert np.asarray(fit["scanner_to_atlas"]).shape == (4, 4)
+    # all_components keeps every piece; the default only ever turns pieces of the one-piece classes to background
+    every_piece = pipe.segment(str(CT), all_components=True).array
+    changed = labels.array != every_piece
+    assert np.all(labels.array[changed] == 0)
+    contract = json.loads((REPO / "share" / "classes.json").read_text())
+    one_piece = [contract["classes"].index(n) + 1 for n in contract["one_piece"]]
+    assert set(np.unique(every_piece[changed])) <= set(one_piece)
 
 
 class CropRegiond:

@@ -54,6 +54,17 @@ TEST(Classes, ContractIsShareClassesJson) {
     EXPECT_EQ(contract_windows_hu()[w].second, j.at("windows_hu")[w][1].get<float>());
   }
   EXPECT_EQ(contract_spacing_mm(), j.at("spacing_mm").get<double>());
+  std::vector<int> one_piece;
+  for (const auto& name : j.at("one_piece")) one_piece.push_back(*ctarr_label_for_totalseg_name(name.get<std::string>()));
+  EXPECT_EQ(one_piece_labels(), one_piece);
+}
+
+TEST(Classes, OnePieceClassesAreTheSingleOrgansAndSacrum) {
+  std::set<std::string> names;
+  for (int v : one_piece_labels()) names.insert(class_names()[static_cast<std::size_t>(v - 1)]);
+  const std::set<std::string> expected = {"sacrum", "brain", "lung_left", "lung_right", "heart", "liver",
+                                          "spleen", "kidney_left", "kidney_right", "urinary_bladder"};
+  EXPECT_EQ(names, expected);  // not the bones made of several pieces (skull, vertebrae, ribs, hips) or the sternum
 }
 
 TEST(Classes, Ctarr19LookupIsTheIdentity) {
