@@ -4,7 +4,9 @@
 
 For every case, `ctarr segment CT -o labels.nii.gz` writes the 19-class map on its 3 mm canonical grid; that map is
 read back and looked up at every voxel centre of the reference labels' own (native) grid through both affines, so the
-score is in world space and independent of how either side resamples. Cases: the validation CTs of the training
+score is in world space and independent of how either side resamples. "dice" scores the map as `ctarr segment`
+writes it (the one-piece classes keep their largest connected piece); "dice_all_components" the network's argmax
+with every piece (`ctarr segment --all-components`). Cases: the validation CTs of the training
 run (s0009, s0002, the thoracic CTA's heart) and its training CTs (the TotalSegmentator example, s0003).
 """
 
@@ -105,22 +107,31 @@ def main(argv=None):
     results = {}
     with tempfile.TemporaryDirectory() as tmp:
         for name, split, ct, labels in cases:
-            out = os.path.join(tmp, f"{name}.nii.gz")
-            cmd = [args.ctarr, "segment", str(ct), "-o", out] + (["--model", args.model] if args.model else [])
-            t0 = time.time()
-            run = subprocess.run(cmd, capture_output=True, text=True)
-            seconds = time.time() - t0
-            if run.returncode != 0:
-                results[name] = {"split": split, "error": f"exit {run.returncode}: {run.stderr.strip()[-400:]}"}
-                print(name, results[name]["error"])
-                continue
-            ref, affine, labelled = labels()
-            pred, inside = lookup(nib.load(out), ref.shape, affine)
-            # the thoracic CTA's heart mask lies on a larger grid than its CT: score inside the CT's field of view
-            within = inside if name == "thorax_cta" else None
-            d = dice(pred, ref, labelled, within)
-            results[name] = {"split": split, "ct": str(ct), "seconds": round(seconds, 1), "dice": d}
-            print(f"{name} ({split}, {seconds:.1f} s): " + " ".join(f"{c}={v:.3f}" for c, v in d.items()), flush=True)
+            result = {"split": split, "ct": str(ct)}
+            ref = None
+            for key, extra in (("dice", []), ("dice_all_components", ["--all-components"])):
+                out = os.path.join(tmp, f"{name}{extra and '_all' or ''}.nii.gz")
+                cmd = [args.ctarr, "segment", str(ct), "-o", out] + extra + (["--model", args.model] if args.model else [])
+                t0 = time.time()
+                run = subprocess.run(cmd, capture_output=True, text=True)
+                seconds = time.time() - t0
+                if run.returncode != 0:
+                    result = {"split": split, "error": f"exit {run.returncode}: {run.stderr.strip()[-400:]}"}
+                    print(name, result["error"])
+                    break
+                if ref is None:
+                    ref, affine, labelled = labels()
+                    result["seconds"] = round(seconds, 1)
+                pred, inside = lookup(nib.load(out), ref.shape, affine)
+                # the thoracic CTA's heart mask lies on a larger grid than its CT: score inside the CT's field of view
+                within = inside if name == "thorax_cta" else None
+                result[key] = dice(pred, ref, labelled, within)
+            results[name] = result
+            if "error" not in result:
+                d, a = result["dice"], result["dice_all_components"]
+                print(f"{name} ({split}, {result['seconds']:.1f} s): " +
+                      " ".join(f"{c}={v:.3f}" + (f" (all pieces {a[c]:.3f})" if a[c] != v else "") for c, v in d.items()),
+                      flush=True)
     if args.json:
         with open(args.json, "w") as f:
             json.dump({"command": "PYTHONPATH=python /usr/bin/python3 -m ctarr_train.segment_eval", "cases": results},
