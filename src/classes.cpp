@@ -117,9 +117,10 @@ double contract_spacing_mm() { return CTARR_CONTRACT_SPACING_MM; }
 const std::vector<int>& one_piece_labels() {
   static const std::vector<int> labels = [] {
     std::vector<int> out;
-    for (const char* name : {CTARR_CONTRACT_ONE_PIECE}) {
+    const char* const names[] = {CTARR_CONTRACT_ONE_PIECE nullptr};  // the list may be empty
+    for (const char* const* name = names; *name; ++name) {
       const auto& own = class_names();
-      const auto it = std::find(own.begin(), own.end(), name);  // CMake checked that the name is a class
+      const auto it = std::find(own.begin(), own.end(), *name);  // CMake checked that the name is a class
       out.push_back(static_cast<int>(it - own.begin()) + 1);
     }
     return out;
