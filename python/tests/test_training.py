@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 import torch
 
-from ctarr_train import checkpoint, classes, confusion, evaluate, export, pass_replay, sources, unet
+from ctarr_train import checkpoint, classes, confusion, evaluate, export, pass_replay, segment_eval, sources, unet
 from ctarr_train.augment import AugmentConfig, PAD_HU
 from ctarr_train.loss import partial_label_loss
 from ctarr_train.sampler import PatchSampler, window
@@ -298,6 +298,25 @@ def test_dice_per_class_scores_only_labelled_classes_in_view():
     labelled[[0, 1, 2]] = True
     d = evaluate.dice_per_class(pred, ref, labelled)
     assert d == {classes.CLASSES[0]: pytest.approx(2 * 16 / (16 + 32), abs=1e-4)}
+
+
+def test_3mm_ceiling_is_exact_for_blocks_and_misses_what_a_coarse_voxel_cannot_hold():
+    import nibabel as nib
+    # reference: 8^3 voxels of 1.5 mm; the coarse grid: 4^3 voxels of 3 mm, each covering 2x2x2 reference voxels
+    # (its first centre half a reference voxel further: the centres of voxels 0 and 1 average to 0.75 mm)
+    fine = np.diag([1.5, 1.5, 1.5, 1.0])
+    coarse = np.diag([3.0, 3.0, 3.0, 1.0])
+    coarse[:3, 3] = 0.75
+    ref = np.zeros((8, 8, 8), np.uint8)
+    ref[:4] = 1                 # two coarse voxels thick: representable
+    ref[6, 6, 6] = 2            # one reference voxel in a coarse voxel of background: not
+    labelled = np.zeros(classes.NUM_OUT, bool)
+    labelled[[0, 1, 2]] = True
+    best = segment_eval.best_on_grid(nib.Nifti1Image(np.zeros((4, 4, 4), np.uint8), coarse), ref, fine)
+    pred, inside = segment_eval.lookup(best, ref.shape, fine)
+    assert inside.all()
+    d = segment_eval.dice(pred, ref, labelled)
+    assert d[classes.CLASSES[0]] == 1.0 and d[classes.CLASSES[1]] == 0.0
 
 
 def test_batchnorm_recalibration_gives_the_plain_average_of_batch_statistics(phantom_sources):
