@@ -27,6 +27,15 @@ from . import classes as cl
 from .sources import totalseg_masks
 
 
+FIELDS = {
+    "dice": "per-class Dice of the label map as `ctarr segment` writes it (the one-piece classes of "
+            "share/classes.json keep their largest connected piece), looked up at every reference voxel centre",
+    "dice_all_components": "the same with every piece (`ctarr segment --all-components`: the network's argmax)",
+    "dice_3mm_ceiling": "the best any label map on the same 3 mm grid can score (per 3 mm voxel the majority of the "
+                        "reference voxels whose centres fall in it)",
+}
+
+
 def subject_labels(subject_dir):
     """Native-grid 19-class labels [x, y, z] (nibabel order) + affine + labelled[20] of a TotalSegmentator subject."""
     labels, affine, labelled = None, None, np.zeros(cl.NUM_OUT, bool)
@@ -152,8 +161,8 @@ def main(argv=None):
                                f" [3 mm ceiling {b[c]:.3f}]" for c, v in d.items()), flush=True)
     if args.json:
         with open(args.json, "w") as f:
-            json.dump({"command": "PYTHONPATH=python /usr/bin/python3 -m ctarr_train.segment_eval", "cases": results},
-                      f, indent=1)
+            json.dump({"command": "PYTHONPATH=python /usr/bin/python3 -m ctarr_train.segment_eval", "fields": FIELDS,
+                       "cases": results}, f, indent=1)
     return 0
 
 

@@ -45,7 +45,7 @@ def main(argv=None):
         "validation_split": "real CTs never trained on: TotalSegmentator subjects s0009 (abdomen-pelvis) and s0002 "
                             "(head-neck-chest), the thoracic CTA (heart); unlabelled: the InVesalius head CT and the "
                             "gantry-tilt head DICOM series. Trained on: the TotalSegmentator example CT and s0003.",
-        "segmentation": {"command": seg.get("command"), "cases": seg.get("cases")},
+        "segmentation": {"command": seg.get("command"), "fields": seg.get("fields"), "cases": seg.get("cases")},
         "crop_without_seg": {"command": crop.get("command"), "rows": crop.get("rows"),
                              "exited_0": f"{sum(r.get('exit') == 0 for r in crop.get('rows', []))} of "
                                          f"{len(crop.get('rows', []))}"},
