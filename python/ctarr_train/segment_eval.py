@@ -3,13 +3,13 @@
     PYTHONPATH=python /usr/bin/python3 -m ctarr_train.segment_eval [--ctarr build/bin/ctarr] [--model M] [--json OUT]
 
 For every case, `ctarr segment CT -o labels.nii.gz` writes the 19-class map on its 3 mm canonical grid; that map is
-read back and looked up at every voxel centre of the reference labels' own (native) grid through both affines, so the
-score is in world space and independent of how either side resamples. "dice" scores the map as `ctarr segment`
+read back and looked up at every voxel centre of the reference labels' own (native) grid through both affines, so
+the score is in world space and independent of how either side resamples. "dice" scores the map as `ctarr segment`
 writes it (the one-piece classes keep their largest connected piece); "dice_all_components" the network's argmax
-with every piece (`ctarr segment --all-components`); "dice_3mm_ceiling" the best any map on that 3 mm grid can
-score (per 3 mm voxel the majority label of the reference voxels whose centres fall in it, scored the same way): thin
-structures such as ribs cannot reach 1 at 3 mm. Cases: the validation CTs of the training
-run (s0009, s0002, the thoracic CTA's heart) and its training CTs (the TotalSegmentator example, s0003).
+with every piece (`ctarr segment --all-components`); "dice_3mm_ceiling" the best any map on that 3 mm grid can score
+(per 3 mm voxel the majority label of the reference voxels whose centres fall in it, scored the same way): thin
+structures such as ribs cannot reach 1 at 3 mm. Cases: the validation CTs of the training run (s0009, s0002, the
+thoracic CTA's heart) and its training CTs (the TotalSegmentator example, s0003).
 """
 
 import argparse
@@ -134,7 +134,7 @@ def main(argv=None):
             result = {"split": split, "ct": str(ct)}
             ref = None
             for key, extra in (("dice", []), ("dice_all_components", ["--all-components"])):
-                out = os.path.join(tmp, f"{name}{extra and '_all' or ''}.nii.gz")
+                out = os.path.join(tmp, f"{name}{'_all' if extra else ''}.nii.gz")
                 cmd = [args.ctarr, "segment", str(ct), "-o", out] + extra + (["--model", args.model] if args.model else [])
                 t0 = time.time()
                 run = subprocess.run(cmd, capture_output=True, text=True)
