@@ -71,14 +71,20 @@ def thorax_labels(data):
     return lab, mask.affine, labelled, ct
 
 
-def lookup(pred_img, ref_shape, ref_affine):
-    """The prediction's label at every voxel centre of the reference grid (nearest; 0 outside)."""
+def nearest_voxels(pred_img, ref_shape, ref_affine):
+    """The prediction grid's voxel nearest to every voxel centre of the reference grid (flattened, [n, 3]), and
+    whether it lies inside that grid."""
     ijk = np.stack(np.meshgrid(*[np.arange(n) for n in ref_shape], indexing="ij"), -1).reshape(-1, 3)
     m = np.linalg.inv(pred_img.affine) @ ref_affine
     pv = np.rint(ijk @ m[:3, :3].T + m[:3, 3]).astype(np.int64)
+    return pv, np.all((pv >= 0) & (pv < np.array(pred_img.shape[:3])), 1)
+
+
+def lookup(pred_img, ref_shape, ref_affine):
+    """The prediction's label at every voxel centre of the reference grid (nearest; 0 outside)."""
+    pv, ok = nearest_voxels(pred_img, ref_shape, ref_affine)
     pred = np.asarray(pred_img.dataobj)
-    ok = np.all((pv >= 0) & (pv < np.array(pred.shape[:3])), 1)
-    out = np.zeros(len(ijk), np.uint8)
+    out = np.zeros(len(pv), np.uint8)
     out[ok] = pred[pv[ok, 0], pv[ok, 1], pv[ok, 2]]
     return out.reshape(ref_shape), ok.reshape(ref_shape)
 
@@ -87,10 +93,7 @@ def best_on_grid(pred_img, ref, ref_affine):
     """The label map on pred_img's grid that scores best against `ref`: per voxel the majority label of the reference
     voxels whose centres fall in it (nearest voxel, as `lookup` reads it back); 0 where none does."""
     shape = np.array(pred_img.shape[:3])
-    ijk = np.stack(np.meshgrid(*[np.arange(n) for n in ref.shape], indexing="ij"), -1).reshape(-1, 3)
-    m = np.linalg.inv(pred_img.affine) @ ref_affine
-    pv = np.rint(ijk @ m[:3, :3].T + m[:3, 3]).astype(np.int64)
-    ok = np.all((pv >= 0) & (pv < shape), 1)
+    pv, ok = nearest_voxels(pred_img, ref.shape, ref_affine)
     votes = np.zeros((int(np.prod(shape)), cl.NUM_OUT), np.int32)
     np.add.at(votes, (np.ravel_multi_index(pv[ok].T, shape), ref.reshape(-1)[ok].astype(np.int64)), 1)
     return nib.Nifti1Image(votes.argmax(1).astype(np.uint8).reshape(shape), pred_img.affine)
