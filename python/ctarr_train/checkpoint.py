@@ -89,3 +89,34 @@ def load_committed(folder, model, opt):
     for k in ("adam_steps", "param_groups"):
         meta.pop(k, None)
     return meta
+
+
+def state_file(path):
+    """A committed state's weights file: the .safetensors itself, or the folder that holds STEM.safetensors."""
+    p = Path(path)
+    return p / f"{STEM}.safetensors" if p.is_dir() else p
+
+
+def average_model_weights(model, state_paths):
+    """Replaces model's weights by the plain average of its own and those of the committed states at state_paths
+    (weight averaging over the end of a run, Izmailov et al. 2018). Only the learnt weights are averaged; BatchNorm's
+    running statistics are kept from model and must be recomputed for the averaged weights
+    (evaluate.recalibrate_batchnorm). Returns the steps of the states read, in the order given. A state whose
+    weights do not match model's names and shapes raises ValueError naming its file."""
+    learnt = {n for n, _ in model.named_parameters()}
+    sd = model.state_dict()
+    sums = {k: sd[k].detach().double().clone() for k in learnt}
+    steps = []
+    for path in state_paths:
+        f = state_file(path)
+        tensors, meta = load_safetensors(f, keep_dtype=True)
+        for k in learnt:
+            t = tensors.get(f"model/{k}")
+            if t is None or tuple(t.shape) != tuple(sd[k].shape):
+                raise ValueError(f"{f}: not a state of this network (weight {k} "
+                                 f"{'missing' if t is None else tuple(t.shape)}, expected {tuple(sd[k].shape)})")
+            sums[k] += t.double()
+        steps.append(int(meta.get("step", -1)))
+    n = len(state_paths) + 1
+    model.load_state_dict({k: (sums[k] / n).to(sd[k].dtype) if k in sums else sd[k] for k in sd})
+    return steps

@@ -225,6 +225,9 @@ def parse_args(argv=None):
     ap.add_argument("--commit-state-min", type=float, default=30.0, help="minutes between committed-state writes")
     ap.add_argument("--fresh", action="store_true", help="ignore saved states and start at step 0")
     ap.add_argument("--export-only", action="store_true", help="export the saved state's model to --out and stop")
+    ap.add_argument("--average-with", nargs="+", default=None, metavar="STATE",
+                    help="with --export-only: export the plain average of the saved state's weights and these "
+                         "committed states' (folders or .safetensors files), BatchNorm recomputed for it")
     ap.add_argument("--model-id", default=None)
     ap.add_argument("--log-every", type=int, default=50)
     ap.add_argument("--smoke", action="store_true", help="a few steps on the built-in phantom, 32^3, temp folders")
@@ -233,6 +236,8 @@ def parse_args(argv=None):
 
 def main(argv=None):
     args = parse_args(argv)
+    if args.average_with and not args.export_only:
+        raise SystemExit("--average-with goes with --export-only")
     t_start = time.time()
     torch.set_num_threads(args.threads)
     device = torch.device("cuda" if args.device == "auto" and torch.cuda.is_available() else
@@ -283,8 +288,18 @@ def main(argv=None):
 
     if args.export_only:
         rec = training_record(state, args, train_sources, val_sources, sampler, device, amp_dtype)
+        if args.average_with:
+            try:
+                steps = checkpoint.average_model_weights(model, args.average_with)
+            except (OSError, ValueError) as e:
+                raise SystemExit(f"--average-with: {e}")
+            rec["weights_averaged_over_steps"] = sorted(steps + [state["step"]])
+            log(f"weights averaged over steps {rec['weights_averaged_over_steps']}")
         evaluate.recalibrate_batchnorm(model, sampler, args.bn_batches, args.batch, amp_dtype=amp_dtype)
-        export.export_model(model.eval(), args.out, model_id(state["step"]), args.patch, rec)
+        mid = model_id(state["step"])
+        if args.average_with and not args.model_id:
+            mid += f"-avg{len(rec['weights_averaged_over_steps'])}"
+        export.export_model(model.eval(), args.out, mid, args.patch, rec)
         log(f"exported step {state['step']} -> {args.out}")
         return 0
 

@@ -281,6 +281,39 @@ def test_committed_state_resumes_the_same_training(tmp_path):
         assert torch.allclose(a, b, atol=2e-3), n
 
 
+def test_weight_averaging_is_the_plain_mean_of_the_learnt_weights_and_refuses_another_network(tmp_path):
+    """Two committed states and the model itself: every learnt weight becomes the mean of the three (to bf16
+    precision, the committed weights' dtype); BatchNorm's running statistics are the model's own; a state of another
+    network is refused, naming its file."""
+    torch.manual_seed(1)
+    nets = [unet.CtarrUNet((4, 8), "batch") for _ in range(3)]
+    for i, m in enumerate(nets):
+        for name, buf in m.named_buffers():
+            if name.endswith("running_mean"):
+                buf.fill_(float(i))
+        with torch.no_grad():  # bf16-exact weights, so that the mean is exact up to float32 rounding
+            for p in m.parameters():
+                p.copy_(p.to(torch.bfloat16).float())
+    for i, m in enumerate(nets[1:], start=1):
+        checkpoint.save_committed(tmp_path / f"s{i}", m, torch.optim.AdamW(m.parameters()),
+                                  {"step": 100 * i, "elapsed": 0.0, "curve": [], "evals": []})
+    target = nets[0]
+    expect = {n: (p.detach().clone() + dict(nets[1].named_parameters())[n] + dict(nets[2].named_parameters())[n]) / 3
+              for n, p in target.named_parameters()}
+    steps = checkpoint.average_model_weights(target, [tmp_path / "s1", tmp_path / "s2" / f"{checkpoint.STEM}.safetensors"])
+    assert steps == [100, 200]
+    for n, p in target.named_parameters():
+        assert torch.allclose(p, expect[n], atol=1e-6), n
+    for name, buf in target.named_buffers():
+        if name.endswith("running_mean"):
+            assert torch.all(buf == 0.0), name
+    other = unet.CtarrUNet((4, 16), "batch")
+    checkpoint.save_committed(tmp_path / "other", other, torch.optim.AdamW(other.parameters()),
+                              {"step": 5, "elapsed": 0.0, "curve": [], "evals": []})
+    with pytest.raises(ValueError, match="other.*not a state of this network"):
+        checkpoint.average_model_weights(unet.CtarrUNet((4, 8), "batch"), [tmp_path / "other"])
+
+
 def test_learning_rate_schedule_warms_up_and_ends_at_the_floor():
     from ctarr_train.train import learning_rate
     assert learning_rate(0, 1000, 1e-3, 100) == pytest.approx(1e-5)
