@@ -114,18 +114,44 @@ const std::vector<WindowHU>& contract_windows_hu() {
 
 double contract_spacing_mm() { return CTARR_CONTRACT_SPACING_MM; }
 
+namespace {
+
+// Label values of the contract's class names (CMake checked that each is a class).
+std::vector<int> labels_of(const char* const* names) {
+  std::vector<int> out;
+  const auto& own = class_names();
+  for (const char* const* name = names; *name; ++name)
+    out.push_back(static_cast<int>(std::find(own.begin(), own.end(), *name) - own.begin()) + 1);
+  return out;
+}
+
+}  // namespace
+
 const std::vector<int>& one_piece_labels() {
-  static const std::vector<int> labels = [] {
-    std::vector<int> out;
-    const char* const names[] = {CTARR_CONTRACT_ONE_PIECE nullptr};  // the list may be empty
-    for (const char* const* name = names; *name; ++name) {
-      const auto& own = class_names();
-      const auto it = std::find(own.begin(), own.end(), *name);  // CMake checked that the name is a class
-      out.push_back(static_cast<int>(it - own.begin()) + 1);
-    }
-    return out;
-  }();
+  static const char* const names[] = {CTARR_CONTRACT_ONE_PIECE nullptr};  // the list may be empty
+  static const std::vector<int> labels = labels_of(names);
   return labels;
+}
+
+const std::vector<int>& lateralised_labels() {
+  static const char* const names[] = {CTARR_CONTRACT_LATERALISED nullptr};
+  static const std::vector<int> labels = labels_of(names);
+  return labels;
+}
+
+int mirror_label(int value) {
+  if (value < 1 || value > kNumClasses) return value;
+  const std::string& name = class_names()[static_cast<std::size_t>(value - 1)];
+  auto swapped = [&](const std::string& from, const std::string& to) -> int {
+    if (name.size() <= from.size() || name.compare(name.size() - from.size(), from.size(), from) != 0) return 0;
+    const std::string other = name.substr(0, name.size() - from.size()) + to;
+    const auto& own = class_names();
+    const auto it = std::find(own.begin(), own.end(), other);
+    return it == own.end() ? 0 : static_cast<int>(it - own.begin()) + 1;
+  };
+  if (const int v = swapped("_left", "_right")) return v;
+  if (const int v = swapped("_right", "_left")) return v;
+  return value;
 }
 
 std::optional<int> ctarr_label_for_totalseg_name(const std::string& name) {

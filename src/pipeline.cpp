@@ -402,8 +402,8 @@ CropRun run_crop(const CropRequest& request) {
   return run;
 }
 
-Image<std::uint8_t> segment_labels(Pipeline& pipeline, const Scan& scan, bool all_components) {
-  const Segmentation seg = pipeline.segment(scan);
+Image<std::uint8_t> segment_labels(Pipeline& pipeline, const Scan& scan, const LabelMapOptions& options) {
+  const Segmentation seg = pipeline.segment(scan, options.mirror_pass);
   MultiChannelImage<Scanner> with_bg(seg.soft_masks.grid, kNumClasses + 1);
   const std::size_t n = static_cast<std::size_t>(seg.soft_masks.grid.voxels());
   for (std::size_t v = 0; v < n; ++v) {
@@ -413,7 +413,7 @@ Image<std::uint8_t> segment_labels(Pipeline& pipeline, const Scan& scan, bool al
   }
   std::copy(seg.soft_masks.data.begin(), seg.soft_masks.data.end(), with_bg.data.begin() + static_cast<std::ptrdiff_t>(n));
   Image<std::uint8_t> labels = hard_labels(with_bg);
-  if (all_components) return labels;
+  if (options.all_components) return labels;
   for (int value : one_piece_labels()) {
     const PiecesRemoved removed = keep_largest_component(labels, static_cast<std::uint8_t>(value));
     if (removed.pieces > 0)
@@ -428,7 +428,7 @@ void run_segment(const SegmentRequest& request) {
   Pipeline pipeline(request.pipeline);
   const Scan scan = read_scan(request.input);
   for (const std::string& w : scan.info.warnings) log_warn(request.input + ": " + w);  // as crop prints them
-  write_image(segment_labels(pipeline, scan, request.all_components), request.output);
+  write_image(segment_labels(pipeline, scan, request.label_map), request.output);
 }
 
 }  // namespace ctarr

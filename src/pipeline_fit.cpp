@@ -5,6 +5,7 @@
 #include "ctarr/classes.hpp"
 #include "ctarr/error.hpp"
 #include "ctarr/log.hpp"
+#include "ctarr/mirror.hpp"
 #include "ctarr/turns.hpp"
 
 #include <algorithm>
@@ -134,7 +135,7 @@ PreprocessResult Pipeline::network_input(const Scan& scan) {
   return preprocess(scan.image, pre);
 }
 
-Segmentation Pipeline::network_pass(const PreprocessResult& input, const OrientationCandidate& turn) {
+Segmentation Pipeline::network_pass(const PreprocessResult& input, const OrientationCandidate& turn, bool mirror) {
   // 1. the canonical grid turned as the candidate says (identity: as stored; turns.hpp)
   const bool turned = turn.name != "identity";
   const Reorientation r = turned ? turn_for_orientation(turn.rotation) : Reorientation{};
@@ -142,14 +143,23 @@ Segmentation Pipeline::network_pass(const PreprocessResult& input, const Orienta
   const PredictOptions predict = options_.reference_inference
                                      ? reference_predict_options(network_->card())
                                      : fast_predict_options(network_->card(), network_->device());
-  MultiChannelImage<Scanner> prob = turned ? unturn_channels(network_->predict(turn_channels(input.network_input, r), predict),
+  // the network over an image as shown to it, and, with `mirror`, again over its left-right mirror image
+  auto run = [&](const MultiChannelImage<Scanner>& shown) {
+    MultiChannelImage<Scanner> p = network_->predict(shown, predict);
+    if (mirror) {
+      const Reorientation m = left_right_mirror();
+      combine_mirrored_pass(p, unturn_channels(network_->predict(turn_channels(shown, m), predict), shown.grid, m));
+    }
+    return p;
+  };
+  MultiChannelImage<Scanner> prob = turned ? unturn_channels(run(turn_channels(input.network_input, r)),
                                                              input.network_input.grid, r)
-                                           : network_->predict(input.network_input, predict);
+                                           : run(input.network_input);
   // 3. drop the background channel
   Segmentation s;
   s.reorientation = input.reorientation;
   s.source = "network:" + network_->card().id + (options_.reference_inference ? " (reference)" : " (fast)") +
-             (turned ? ", scan turned " + turn.name : "");
+             (turned ? ", scan turned " + turn.name : "") + (mirror ? ", with its mirror image" : "");
   s.from_network = true;
   s.turn = turn.name;
   s.turn_rotation = turn.rotation;
@@ -165,8 +175,9 @@ Segmentation Pipeline::network_pass(const PreprocessResult& input, const Orienta
   return s;
 }
 
-Segmentation Pipeline::segment(const Scan& scan) {
-  return network_pass(network_input(scan), OrientationCandidate{"identity", Eigen::Matrix3d::Identity(), 0.0});
+Segmentation Pipeline::segment(const Scan& scan, bool mirror_pass) {
+  return network_pass(network_input(scan), OrientationCandidate{"identity", Eigen::Matrix3d::Identity(), 0.0},
+                      mirror_pass);
 }
 
 NetworkFit Pipeline::segment_and_fit(const Scan& scan, const std::function<void()>& between_passes,
@@ -193,7 +204,7 @@ NetworkFit Pipeline::segment_and_fit(const Scan& scan, const std::function<void(
       if (between_passes) between_passes();
     }
     NetworkFit candidate;
-    candidate.segmentation = network_pass(input, turn);
+    candidate.segmentation = network_pass(input, turn, false);
     candidate.fit = fit_or_refusal(candidate.segmentation);
     NetworkPass pass;
     pass.turn = turn.name;

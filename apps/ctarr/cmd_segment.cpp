@@ -8,9 +8,13 @@ void register_segment(CLI::App& app) {
   CLI::App* cmd = app.add_subcommand("segment", "Write the 19-class label map (3 mm canonical grid)");
   cmd->add_option("input", req->input, "Image file or DICOM folder")->required();
   cmd->add_option("-o,--out", req->output, "Output label map (.nii.gz)")->required();
-  cmd->add_flag("--all-components", req->all_components,
+  cmd->add_flag("--all-components", req->label_map.all_components,
                  "Keep every piece of each class (default: the one-piece organs, share/classes.json, keep their "
                  "largest connected piece only)");
+  cmd->add_flag_callback("--single-pass", [req] { req->label_map.mirror_pass = false; },
+                         "Run the network once (default: twice, the second time on the scan mirrored left-right, and "
+                         "average the two passes for every class but the heart, liver and spleen; half the network "
+                         "time)");
   add_pipeline_options(*cmd, req->pipeline);
   cmd->callback([req] { run_segment(*req); });
 }

@@ -13,8 +13,8 @@ namespace ctarr {
 constexpr int kNumClasses = 19;  // label values 1..19; 0 is background
 
 // The segmentation contract lives in share/classes.json, compiled in (and read by python/ctarr_train): the class
-// names in output-channel order (index c = label value - 1), the network's HU windows, its spacing and the
-// one-piece classes.
+// names in output-channel order (index c = label value - 1), the network's HU windows, its spacing, the one-piece and
+// the lateralised classes.
 const std::array<std::string, kNumClasses>& class_names();
 
 using WindowHU = std::pair<float, float>;  // [lower, upper] HU, scaled to [0, 1]
@@ -23,6 +23,13 @@ double contract_spacing_mm();
 // Label values (1..19) of the classes that are one piece of tissue (share/classes.json "one_piece"): `ctarr segment`
 // keeps each one's largest connected component (components.hpp).
 const std::vector<int>& one_piece_labels();
+// Label values of the classes that lie on one side of every body (share/classes.json "lateralised": heart, liver,
+// spleen): their mirror image is not anatomy, so `ctarr segment`'s mirrored pass does not vote on them (mirror.hpp).
+const std::vector<int>& lateralised_labels();
+// The label of the class that label `value` becomes in a left-right mirror image: a class named *_left <-> the one
+// named *_right (e.g. ribs_left <-> ribs_right), every other value (background, midline and lateralised classes, a
+// value outside 1..19) itself.
+int mirror_label(int value);
 
 // Label set of an external segmentation.
 enum class LabelSet { Ctarr19, TotalSegV1, TotalSegV2 };

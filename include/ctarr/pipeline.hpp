@@ -66,8 +66,9 @@ class Pipeline {
   const AtlasModel& atlas() const { return atlas_; }
   std::string model_id();  // loads the network on first use
 
-  // Runs the network (loaded once, on first use) over the scan as stored.
-  Segmentation segment(const Scan& scan);
+  // Runs the network (loaded once, on first use) over the scan as stored; with `mirror_pass`, a second time over its
+  // left-right mirror image, the two combined as mirror.hpp says (twice the network time).
+  Segmentation segment(const Scan& scan, bool mirror_pass = false);
   // Runs the network over the scan as stored and fits it; when that fit's Dice is below
   // options().turned_passes_below_dice, or it fails, runs the network again on the scan turned by the other
   // orientation candidates (turns.hpp) until a pass reaches that Dice, and keeps the pass with the highest Dice x
@@ -94,7 +95,8 @@ class Pipeline {
   Segmentation segmentation_from_ctarr_labels(const Image<std::uint8_t>& labels, const std::string& name,
                                               const std::string& set_name) const;
   PreprocessResult network_input(const Scan& scan);  // loads the network; canonical grid, its spacing and windows
-  Segmentation network_pass(const PreprocessResult& input, const OrientationCandidate& turn);
+  // The network over the scan shown turned as `turn` says; with `mirror`, combined with its mirrored pass.
+  Segmentation network_pass(const PreprocessResult& input, const OrientationCandidate& turn, bool mirror);
 
   PipelineOptions options_;
   AtlasModel atlas_;
@@ -103,10 +105,15 @@ class Pipeline {
 
 // Hard 19-class labels (argmax; background where no class beats it) of a segmentation, on its grid.
 Image<std::uint8_t> hard_labels(const MultiChannelImage<Scanner>& probabilities_with_background);
+struct LabelMapOptions {
+  bool mirror_pass = true;      // combine the network's pass with its pass over the left-right mirror image (mirror.hpp)
+  bool all_components = false;  // keep every piece of the one-piece classes
+};
 // The network's 19-class label map of a scan on its canonical 3 mm grid (0 background), as `ctarr segment` writes it:
-// each one-piece class (classes.hpp: one_piece_labels) keeps only its largest connected component, unless
-// `all_components`. (The fit reads the soft masks, not this map.)
-Image<std::uint8_t> segment_labels(Pipeline& pipeline, const Scan& scan, bool all_components = false);
+// the network's pass, with its mirrored pass unless !mirror_pass; each one-piece class (classes.hpp:
+// one_piece_labels) keeps only its largest connected component, unless all_components. (The crop's fit reads the
+// soft masks of a single pass, not this map.)
+Image<std::uint8_t> segment_labels(Pipeline& pipeline, const Scan& scan, const LabelMapOptions& options = {});
 
 // ---- the crop command ---------------------------------------------------------------------------------------
 
@@ -159,7 +166,7 @@ struct SegmentRequest {
   std::string input;
   std::string output;  // 19-class label map on the 3 mm canonical grid
   PipelineOptions pipeline;
-  bool all_components = false;  // keep every piece of the one-piece classes (segment_labels)
+  LabelMapOptions label_map;
 };
 // Reads, segments (network) and writes the hard 19-class labels on the 3 mm canonical grid (its own origin, spacing
 // and direction in the file, LPS mm).

@@ -177,12 +177,15 @@ class PyPipeline {
   }
 
   // 19-class label map (uint8 values as float) on the canonical 3 mm grid, as `ctarr segment` writes it.
-  py::dict segment(const Scan& scan, bool all_components) {
+  py::dict segment(const Scan& scan, bool all_components, bool mirror_pass) {
+    LabelMapOptions options;
+    options.all_components = all_components;
+    options.mirror_pass = mirror_pass;
     Image<std::uint8_t> labels;
     {
       py::gil_scoped_release release;
       std::lock_guard<std::mutex> lock(mutex_);
-      labels = segment_labels(*pipeline_, scan, all_components);
+      labels = segment_labels(*pipeline_, scan, options);
     }
     Image<float> f(labels.grid);
     std::copy(labels.voxels.begin(), labels.voxels.end(), f.voxels.begin());
@@ -257,7 +260,8 @@ PYBIND11_MODULE(_ctarr, m) {
       .def_property_readonly("regions_dir", &PyPipeline::regions_dir)
       .def("crop", &PyPipeline::crop, py::arg("scan"), py::arg("regions"), py::arg("options"),
            py::arg("seg_path") = py::none(), py::arg("seg_scan").none(true) = py::none(), py::arg("case_id") = "")
-      .def("segment", &PyPipeline::segment, py::arg("scan"), py::arg("all_components") = false)
+      .def("segment", &PyPipeline::segment, py::arg("scan"), py::arg("all_components") = false,
+           py::arg("mirror_pass") = true)
       .def("fit", &PyPipeline::fit, py::arg("scan").none(true), py::arg("seg_path") = py::none(),
            py::arg("seg_scan").none(true) = py::none());
 

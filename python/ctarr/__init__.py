@@ -227,12 +227,14 @@ class Pipeline:
         return out
 
     def segment(self, image: Any, *, affine: Any = None, origin: Any = None, spacing: Any = None,
-                direction: Any = None, all_components: bool = False) -> Image:
+                direction: Any = None, all_components: bool = False, mirror_pass: bool = True) -> Image:
         """The 19-class label map (uint8; 0 background, classes in ctarr's order) on the scan's canonical 3 mm
-        grid, as ``ctarr segment`` writes it: the one-piece organs (share/classes.json) keep their largest
-        connected piece only, unless ``all_components``."""
+        grid, as ``ctarr segment`` writes it: the network's pass combined with its pass over the scan mirrored
+        left-right (for every class but the heart, liver and spleen), unless not ``mirror_pass`` (``ctarr segment
+        --single-pass``: half the time); the one-piece organs (share/classes.json) keep their largest connected
+        piece only, unless ``all_components``."""
         scan = _scan(image, affine, origin, spacing, direction)
-        return _from_module(self._p.segment(scan, bool(all_components)), np.uint8)
+        return _from_module(self._p.segment(scan, bool(all_components), bool(mirror_pass)), np.uint8)
 
     def fit(self, image: Any = None, *, seg: Any = None, affine: Any = None, origin: Any = None,
             spacing: Any = None, direction: Any = None) -> dict:

@@ -22,6 +22,8 @@ IN_CHANNELS = len(WINDOWS_HU)
 LABEL = {name: i + 1 for i, name in enumerate(CLASSES)}
 # label values of the classes that are one piece of tissue: `ctarr segment` keeps their largest connected piece
 ONE_PIECE = [LABEL[name] for name in _contract["one_piece"]]
+# label values of the classes that lie on one side of every body: `ctarr segment`'s mirrored pass does not vote on them
+LATERALISED = [LABEL[name] for name in _contract["lateralised"]]
 
 _HEART_PARTS = {"heart", "heart_myocardium", "heart_atrium_left", "heart_atrium_right", "heart_ventricle_left",
                 "heart_ventricle_right", "atrial_appendage_left"}

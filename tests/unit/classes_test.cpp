@@ -57,6 +57,29 @@ TEST(Classes, ContractIsShareClassesJson) {
   std::vector<int> one_piece;
   for (const auto& name : j.at("one_piece")) one_piece.push_back(*ctarr_label_for_totalseg_name(name.get<std::string>()));
   EXPECT_EQ(one_piece_labels(), one_piece);
+  std::vector<int> lateralised;
+  for (const auto& name : j.at("lateralised"))
+    lateralised.push_back(*ctarr_label_for_totalseg_name(name.get<std::string>()));
+  EXPECT_EQ(lateralised_labels(), lateralised);
+}
+
+TEST(Classes, MirrorLabelSwapsTheLeftAndRightClassesOnly) {
+  std::set<std::pair<std::string, std::string>> swapped;
+  for (int v = 0; v <= kNumClasses + 1; ++v) {
+    const int m = mirror_label(v);
+    EXPECT_EQ(mirror_label(m), v) << v;  // an involution
+    if (m != v)
+      swapped.insert({class_names()[static_cast<std::size_t>(v - 1)], class_names()[static_cast<std::size_t>(m - 1)]});
+  }
+  const std::set<std::pair<std::string, std::string>> expected = {
+      {"ribs_left", "ribs_right"},   {"ribs_right", "ribs_left"},     {"hip_left", "hip_right"},
+      {"hip_right", "hip_left"},     {"lung_left", "lung_right"},     {"lung_right", "lung_left"},
+      {"kidney_left", "kidney_right"}, {"kidney_right", "kidney_left"}};
+  EXPECT_EQ(swapped, expected);
+  EXPECT_EQ(mirror_label(-3), -3);
+  std::set<std::string> lateralised;
+  for (int v : lateralised_labels()) lateralised.insert(class_names()[static_cast<std::size_t>(v - 1)]);
+  EXPECT_EQ(lateralised, (std::set<std::string>{"heart", "liver", "spleen"}));
 }
 
 TEST(Classes, OnePieceClassesAreTheSingleOrgansAndSacrum) {
