@@ -5,8 +5,9 @@
 For every case, `ctarr segment CT -o labels.nii.gz` writes the 19-class map on its 3 mm canonical grid; that map is
 read back and looked up at every voxel centre of the reference labels' own (native) grid through both affines, so
 the score is in world space and independent of how either side resamples. "dice" scores the map as `ctarr segment`
-writes it (the one-piece classes keep their largest connected piece); "dice_all_components" the network's argmax
-with every piece (`ctarr segment --all-components`); "dice_3mm_ceiling" the best any map on that 3 mm grid can score
+writes it (two network passes, the second over the scan mirrored left-right; the one-piece classes keep their largest
+connected piece); "dice_all_components" with every piece (`ctarr segment --all-components`); "dice_single_pass" with
+one network pass (`--single-pass`); "dice_3mm_ceiling" the best any map on that 3 mm grid can score
 (per 3 mm voxel the majority label of the reference voxels whose centres fall in it, scored the same way): thin
 structures such as ribs cannot reach 1 at 3 mm. Cases: the validation CTs of the training run (s0009, s0002, the
 thoracic CTA's heart) and its training CTs (the TotalSegmentator example, s0003).
@@ -28,9 +29,11 @@ from .sources import totalseg_masks
 
 
 FIELDS = {
-    "dice": "per-class Dice of the label map as `ctarr segment` writes it (the one-piece classes of "
-            "share/classes.json keep their largest connected piece), looked up at every reference voxel centre",
-    "dice_all_components": "the same with every piece (`ctarr segment --all-components`: the network's argmax)",
+    "dice": "per-class Dice of the label map as `ctarr segment` writes it (the network's pass combined with its pass "
+            "over the scan mirrored left-right; the one-piece classes of share/classes.json keep their largest "
+            "connected piece), looked up at every reference voxel centre",
+    "dice_all_components": "the same with every piece (`ctarr segment --all-components`)",
+    "dice_single_pass": "the same with one network pass (`ctarr segment --single-pass`)",
     "dice_3mm_ceiling": "the best any label map on the same 3 mm grid can score (per 3 mm voxel the majority of the "
                         "reference voxels whose centres fall in it)",
 }
@@ -136,8 +139,9 @@ def main(argv=None):
         for name, split, ct, labels in cases:
             result = {"split": split, "ct": str(ct)}
             ref = None
-            for key, extra in (("dice", []), ("dice_all_components", ["--all-components"])):
-                out = os.path.join(tmp, f"{name}{'_all' if extra else ''}.nii.gz")
+            for key, extra in (("dice", []), ("dice_all_components", ["--all-components"]),
+                               ("dice_single_pass", ["--single-pass"])):
+                out = os.path.join(tmp, f"{name}_{key}.nii.gz")
                 cmd = [args.ctarr, "segment", str(ct), "-o", out] + extra + (["--model", args.model] if args.model else [])
                 t0 = time.time()
                 run = subprocess.run(cmd, capture_output=True, text=True)
@@ -146,9 +150,9 @@ def main(argv=None):
                     result = {"split": split, "error": f"exit {run.returncode}: {run.stderr.strip()[-400:]}"}
                     print(name, result["error"])
                     break
+                result["seconds" if key == "dice" else f"seconds_{key[5:]}"] = round(seconds, 1)
                 if ref is None:
                     ref, affine, labelled = labels()
-                    result["seconds"] = round(seconds, 1)
                 pred, inside = lookup(nib.load(out), ref.shape, affine)
                 # the thoracic CTA's heart mask lies on a larger grid than its CT: score inside the CT's field of view
                 within = inside if name == "thorax_cta" else None
@@ -159,9 +163,11 @@ def main(argv=None):
             results[name] = result
             if "error" not in result:
                 d, a, b = result["dice"], result["dice_all_components"], result["dice_3mm_ceiling"]
-                print(f"{name} ({split}, {result['seconds']:.1f} s): " +
+                one = result["dice_single_pass"]
+                print(f"{name} ({split}, {result['seconds']:.1f} s, single pass {result['seconds_single_pass']:.1f} s): " +
                       " ".join(f"{c}={v:.3f}" + (f" (all pieces {a[c]:.3f})" if a[c] != v else "") +
-                               f" [3 mm ceiling {b[c]:.3f}]" for c, v in d.items()), flush=True)
+                               f" (single pass {one[c]:.3f})" + f" [3 mm ceiling {b[c]:.3f}]" for c, v in d.items()),
+                      flush=True)
     if args.json:
         with open(args.json, "w") as f:
             json.dump({"command": "PYTHONPATH=python /usr/bin/python3 -m ctarr_train.segment_eval", "fields": FIELDS,
