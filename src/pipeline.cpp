@@ -412,7 +412,8 @@ Image<std::uint8_t> segment_labels(Pipeline& pipeline, const Scan& scan, const L
     with_bg.data[v] = std::max(0.0f, 1.0f - sum);
   }
   std::copy(seg.soft_masks.data.begin(), seg.soft_masks.data.end(), with_bg.data.begin() + static_cast<std::ptrdiff_t>(n));
-  Image<std::uint8_t> labels = hard_labels(with_bg);
+  Image<std::uint8_t> labels =
+      options.grid == LabelGrid::Scan ? hard_labels_on_grid(with_bg, scan.image.grid) : hard_labels(with_bg);
   if (options.all_components) return labels;
   for (int value : one_piece_labels()) {
     const PiecesRemoved removed = keep_largest_component(labels, static_cast<std::uint8_t>(value));

@@ -323,20 +323,4 @@ Fit Pipeline::fit_or_refusal(const Segmentation& segmentation) const {
   return f;
 }
 
-Image<std::uint8_t> hard_labels(const MultiChannelImage<Scanner>& prob) {
-  Image<std::uint8_t> out(prob.grid, 0);
-  const std::size_t n = static_cast<std::size_t>(prob.grid.voxels());
-  for (std::size_t v = 0; v < n; ++v) {
-    float best = prob.data[v];
-    for (int c = 1; c < prob.channels; ++c) {
-      const float p = prob.data[static_cast<std::size_t>(c) * n + v];
-      if (p > best) {
-        best = p;
-        out.voxels[v] = static_cast<std::uint8_t>(c);
-      }
-    }
-  }
-  return out;
-}
-
 }  // namespace ctarr

@@ -7,6 +7,7 @@
 #include "ctarr/dataset.hpp"
 #include "ctarr/fit.hpp"
 #include "ctarr/io.hpp"
+#include "ctarr/label_map.hpp"
 #include "ctarr/network.hpp"
 #include "ctarr/preprocess.hpp"
 #include "ctarr/record.hpp"
@@ -66,9 +67,10 @@ class Pipeline {
   const AtlasModel& atlas() const { return atlas_; }
   std::string model_id();  // loads the network on first use
 
-  // Runs the network (loaded once, on first use) over the scan as stored; with `mirror_pass`, a second time over its
-  // left-right mirror image, the two combined as mirror.hpp says (twice the network time).
-  Segmentation segment(const Scan& scan, bool mirror_pass = false);
+  // Runs the network (loaded once, on first use) over the scan as stored; with `mirror_pass` (as `ctarr segment` by
+  // default), a second time over its left-right mirror image, the two combined as mirror.hpp says (twice the network
+  // time). The crop's fit runs one pass per orientation (segment_and_fit).
+  Segmentation segment(const Scan& scan, bool mirror_pass = true);
   // Runs the network over the scan as stored and fits it; when that fit's Dice is below
   // options().turned_passes_below_dice, or it fails, runs the network again on the scan turned by the other
   // orientation candidates (turns.hpp) until a pass reaches that Dice, and keeps the pass with the highest Dice x
@@ -103,16 +105,19 @@ class Pipeline {
   std::unique_ptr<Network> network_;
 };
 
-// Hard 19-class labels (argmax; background where no class beats it) of a segmentation, on its grid.
-Image<std::uint8_t> hard_labels(const MultiChannelImage<Scanner>& probabilities_with_background);
+// The grid a label map is written on: the scan's own voxels (its origin, spacing, direction and size; the 3 mm
+// probabilities interpolated there, label_map.hpp), or the 3 mm canonical grid the network ran on.
+enum class LabelGrid { Scan, Network };
 struct LabelMapOptions {
   bool mirror_pass = true;      // combine the network's pass with its pass over the left-right mirror image (mirror.hpp)
   bool all_components = false;  // keep every piece of the one-piece classes
+  LabelGrid grid = LabelGrid::Scan;
 };
-// The network's 19-class label map of a scan on its canonical 3 mm grid (0 background), as `ctarr segment` writes it:
-// the network's pass, with its mirrored pass unless !mirror_pass; each one-piece class (classes.hpp:
-// one_piece_labels) keeps only its largest connected component, unless all_components. (The crop's fit reads the
-// soft masks of a single pass, not this map.)
+// The network's 19-class label map of a scan (0 background), as `ctarr segment` writes it: the network's pass, with
+// its mirrored pass unless !mirror_pass, turned into hard labels on the scan's own grid (hard_labels_on_grid) or on
+// the 3 mm canonical grid (hard_labels); then each one-piece class (classes.hpp: one_piece_labels) keeps only its
+// largest connected component on that grid, unless all_components. (The crop's fit reads the soft masks of a single
+// pass, not this map.)
 Image<std::uint8_t> segment_labels(Pipeline& pipeline, const Scan& scan, const LabelMapOptions& options = {});
 
 // ---- the crop command ---------------------------------------------------------------------------------------
@@ -164,12 +169,12 @@ CropRun run_crop(const CropRequest& request);
 
 struct SegmentRequest {
   std::string input;
-  std::string output;  // 19-class label map on the 3 mm canonical grid
+  std::string output;  // 19-class label map (LabelMapOptions::grid: the scan's grid or the 3 mm canonical grid)
   PipelineOptions pipeline;
   LabelMapOptions label_map;
 };
-// Reads, segments (network) and writes the hard 19-class labels on the 3 mm canonical grid (its own origin, spacing
-// and direction in the file, LPS mm).
+// Reads, segments (network) and writes the hard 19-class labels (segment_labels) with the grid's origin, spacing and
+// direction in the file (LPS mm).
 void run_segment(const SegmentRequest& request);
 
 }  // namespace ctarr

@@ -176,11 +176,15 @@ class PyPipeline {
     return d;
   }
 
-  // 19-class label map (uint8 values as float) on the canonical 3 mm grid, as `ctarr segment` writes it.
-  py::dict segment(const Scan& scan, bool all_components, bool mirror_pass) {
+  // 19-class label map (uint8 values as float) on the scan's grid or ("3mm") the canonical 3 mm grid, as `ctarr
+  // segment` writes it.
+  py::dict segment(const Scan& scan, bool all_components, bool mirror_pass, const std::string& grid) {
+    if (grid != "scan" && grid != "3mm")
+      throw Error(ErrorCode::Usage, "segment: grid must be \"scan\" or \"3mm\", not \"" + grid + "\"");
     LabelMapOptions options;
     options.all_components = all_components;
     options.mirror_pass = mirror_pass;
+    options.grid = grid == "3mm" ? LabelGrid::Network : LabelGrid::Scan;
     Image<std::uint8_t> labels;
     {
       py::gil_scoped_release release;
@@ -261,7 +265,7 @@ PYBIND11_MODULE(_ctarr, m) {
       .def("crop", &PyPipeline::crop, py::arg("scan"), py::arg("regions"), py::arg("options"),
            py::arg("seg_path") = py::none(), py::arg("seg_scan").none(true) = py::none(), py::arg("case_id") = "")
       .def("segment", &PyPipeline::segment, py::arg("scan"), py::arg("all_components") = false,
-           py::arg("mirror_pass") = true)
+           py::arg("mirror_pass") = true, py::arg("grid") = "scan")
       .def("fit", &PyPipeline::fit, py::arg("scan").none(true), py::arg("seg_path") = py::none(),
            py::arg("seg_scan").none(true) = py::none());
 

@@ -227,14 +227,19 @@ class Pipeline:
         return out
 
     def segment(self, image: Any, *, affine: Any = None, origin: Any = None, spacing: Any = None,
-                direction: Any = None, all_components: bool = False, mirror_pass: bool = True) -> Image:
-        """The 19-class label map (uint8; 0 background, classes in ctarr's order) on the scan's canonical 3 mm
-        grid, as ``ctarr segment`` writes it: the network's pass combined with its pass over the scan mirrored
+                direction: Any = None, all_components: bool = False, mirror_pass: bool = True,
+                grid: str = "scan") -> Image:
+        """The 19-class label map (uint8; 0 background, classes in ctarr's order), as ``ctarr segment`` writes it:
+        on the scan's own grid (``grid="scan"``: the network's 3 mm probabilities interpolated trilinearly at every
+        voxel centre, so the map has the scan's shape and geometry) or on the scan's canonical 3 mm grid that the
+        network ran on (``grid="3mm"``). The network's pass is combined with its pass over the scan mirrored
         left-right (for every class but the heart, liver and spleen), unless not ``mirror_pass`` (``ctarr segment
         --single-pass``: half the time); the one-piece organs (share/classes.json) keep their largest connected
         piece only, unless ``all_components``."""
+        if grid not in ("scan", "3mm"):
+            raise _error(2, f'segment: grid must be "scan" or "3mm", not {grid!r}')
         scan = _scan(image, affine, origin, spacing, direction)
-        return _from_module(self._p.segment(scan, bool(all_components), bool(mirror_pass)), np.uint8)
+        return _from_module(self._p.segment(scan, bool(all_components), bool(mirror_pass), grid), np.uint8)
 
     def fit(self, image: Any = None, *, seg: Any = None, affine: Any = None, origin: Any = None,
             spacing: Any = None, direction: Any = None) -> dict:

@@ -135,8 +135,22 @@ def test_two_threads_cropping_at_once_give_what_one_gives(pipe, py_liver):
 def test_segment_and_fit(pipe, py_liver):
     labels = pipe.segment(str(CT))
     assert labels.array.dtype == np.uint8
-    np.testing.assert_allclose(labels.spacing, [3.0, 3.0, 3.0])
     assert 14 + 1 in np.unique(labels.array)  # liver (class 14, label 15) is in the example CT
+    # by default on the scan's own grid: its shape and affine ...
+    ct = nib.load(str(CT))
+    assert labels.array.shape == ct.shape
+    np.testing.assert_allclose(labels.affine, ct.affine, atol=1e-4)
+    # ... and grid="3mm" on the canonical 3 mm grid. This CT's voxels are 3 mm, so each of its voxel centres is a
+    # voxel centre of the 3 mm grid: the two maps hold the same label at every world position.
+    coarse = pipe.segment(str(CT), grid="3mm")
+    np.testing.assert_allclose(coarse.spacing, [3.0, 3.0, 3.0])
+    ijk = np.stack(np.meshgrid(*[np.arange(n) for n in ct.shape], indexing="ij"), -1).reshape(-1, 3)
+    to_coarse = np.linalg.inv(coarse.affine) @ labels.affine
+    at = np.rint(ijk @ to_coarse[:3, :3].T + to_coarse[:3, 3]).astype(int)
+    assert np.array_equal(labels.array.reshape(-1), coarse.array[at[:, 0], at[:, 1], at[:, 2]])
+    with pytest.raises(ctarr.Error) as bad:
+        pipe.segment(str(CT), grid="1mm")
+    assert bad.value.code == 2
     fit = pipe.fit(str(CT))
     assert fit["dice"] == pytest.approx(py_liver["record"]["fit"]["dice"])
     assert np.asarray(fit["scanner_to_atlas"]).shape == (4, 4)
@@ -211,7 +225,7 @@ def test_ctrl_c_stops_a_long_call_with_keyboard_interrupt(tmp_path):
 
 
 def test_a_label_map_instead_of_the_network_crops_as_the_cli_with_seg(pipe, tmp_path):
-    labels = pipe.segment(str(CT))  # a 19-class label map on its own (3 mm) grid
+    labels = pipe.segment(str(CT))  # a 19-class label map on the scan's grid
     seg = tmp_path / "seg.nii.gz"
     nib.save(nib.Nifti1Image(labels.array, labels.affine), str(seg))
     out = tmp_path / "cli"

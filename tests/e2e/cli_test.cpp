@@ -157,6 +157,55 @@ TEST(Cli, SegmentMirroredPassVotesOnlyOnTheClassesWhoseMirrorImageIsAnatomy) {
   EXPECT_LT(static_cast<double>(changed) / static_cast<double>(two.voxels.size()), 0.02);  // on this CT: 0.17 %
 }
 
+// `segment` writes the label map on the scan's own grid by default: a copy of the bundled CT stored in another axis
+// order (its voxel array turned 90 degrees in-plane and the header turned with it, so every voxel keeps its world
+// position) gets the copy's grid, and the same label at every world position as the CT as stored (this CT's voxels
+// are 3 mm: each voxel centre is a voxel centre of the network's 3 mm grid, the same grid for both). --grid 3mm
+// writes the canonical 3 mm grid.
+TEST(Cli, SegmentWritesTheScansOwnGridAndTheSameLabelsAtEveryWorldPosition) {
+  TempDir dir;
+  const std::string ct = repo_dir() + "/examples/totalseg_example/example_ct.nii.gz";
+  const Scan stored = read_scan(ct);
+  const Grid<Scanner>& g = stored.image.grid;
+  Image<float> copy = turned(stored.image);  // copy(i, j, k) = stored(n0 - 1 - j, i, k)
+  copy.grid.origin = g.to_world(Index3{{g.size[0] - 1, 0, 0}}).mm;
+  copy.grid.spacing = Eigen::Vector3d(g.spacing[1], g.spacing[0], g.spacing[2]);
+  copy.grid.direction.col(0) = g.direction.col(1);
+  copy.grid.direction.col(1) = -g.direction.col(0);
+  write_image(copy, dir.file("copy.nii.gz"));
+  std::string log, log_copy, log_coarse;
+  ASSERT_EQ(run_command(ctarr("segment --device cpu --single-pass -o " + dir.file("a.nii.gz") + " " + ct), &log), 0)
+      << log;
+  ASSERT_EQ(run_command(ctarr("segment --device cpu --single-pass -o " + dir.file("b.nii.gz") + " " +
+                              dir.file("copy.nii.gz")), &log_copy), 0) << log_copy;
+  ASSERT_EQ(run_command(ctarr("segment --device cpu --single-pass --grid 3mm -o " + dir.file("c.nii.gz") + " " + ct),
+                        &log_coarse), 0) << log_coarse;
+  const Image<std::uint16_t> a = read_label_map(dir.file("a.nii.gz")), b = read_label_map(dir.file("b.nii.gz"));
+  EXPECT_EQ(a.grid.size, g.size);
+  EXPECT_LT((a.grid.origin - g.origin).norm(), 1e-3);
+  EXPECT_LT((a.grid.direction - g.direction).norm(), 1e-6);
+  ASSERT_EQ(b.grid.size, copy.grid.size);
+  EXPECT_LT((b.grid.origin - copy.grid.origin).norm(), 1e-3);
+  EXPECT_LT((b.grid.direction - copy.grid.direction).norm(), 1e-6);
+  std::size_t differ = 0, labelled = 0;
+  for (std::int64_t k = 0; k < b.grid.size[2]; ++k)
+    for (std::int64_t j = 0; j < b.grid.size[1]; ++j)
+      for (std::int64_t i = 0; i < b.grid.size[0]; ++i) {
+        const std::uint16_t here = b.at(Index3{{i, j, k}});
+        differ += here != a.at(Index3{{g.size[0] - 1 - j, i, k}});
+        labelled += here != 0;
+      }
+  EXPECT_EQ(differ, 0u);
+  EXPECT_GT(labelled, 1000u);
+  const Image<std::uint16_t> c = read_label_map(dir.file("c.nii.gz"));
+  EXPECT_DOUBLE_EQ(c.grid.spacing[0], 3.0);
+  EXPECT_LT((c.grid.direction - Eigen::Matrix3d::Identity()).norm(), 1e-6);  // canonical: axes along LPS
+  // a grid that is neither is a usage error
+  std::string bad;
+  EXPECT_EQ(run_command(ctarr("segment --grid 1mm -o " + dir.file("d.nii.gz") + " " + ct), &bad), 2) << bad;
+  EXPECT_FALSE(fs::exists(dir.file("d.nii.gz")));
+}
+
 struct BadInput {
   std::string name;
   int exit_code;
