@@ -29,6 +29,7 @@ class AugmentConfig:
         self.real_intensity_p = 0.6       # real CTs: intensity augmentation with this probability
         self.real_contrast = (0.75, 1.35)  # real CTs: soft-tissue contrast scale around 40 HU
         self.real_shift_hu = 35.0          # real CTs: soft-tissue shift +-
+        self.real_phase_p = 0.0            # native real CTs: shown in another contrast phase with this probability
         self.p_outside_objects = 0.4       # rendered: foam / blankets / a table slab in the air around the body
         self.outside_foam_hu = (-960.0, -450.0)
         self.outside_slab_hu = (-950.0, 150.0)
@@ -52,6 +53,10 @@ class AugmentConfig:
             "intensity_real": f"with p {self.real_intensity_p}: soft-tissue contrast x U{self.real_contrast} about "
                               f"40 HU and shift +-{self.real_shift_hu:g} HU (smoothly limited to -200..400 HU), then "
                               f"half-strength blur / noise / bias",
+            "contrast_phase_real": (f"with p {self.real_phase_p}: a native real CT shown in the arterial / portal / "
+                                    "delayed phase (p 0.29/0.50/0.21): the renderer's phase HU minus the native "
+                                    "middle added over its labelled vessels, heart, liver, spleen, kidneys, "
+                                    "pancreas, bowel wall, thyroid (TotalSegmentator masks, 3 mm fractions)"),
             "noise": f"Gaussian SD U{self.noise_sd} HU + correlated (blurred) SD U{self.corr_noise_sd} HU",
             "blur": f"Gaussian sigma U{self.blur_sigma} voxels per axis",
             "bias_field": f"smooth additive field SD U{self.bias_sd} HU",

@@ -69,6 +69,20 @@ class PatchSampler:
             return self.aug_upright
         return self.aug
 
+    @staticmethod
+    def phase_shift(src, sl, rng, info):
+        """HU to add to a native real CT's crop to show it in another contrast phase (arterial / portal / delayed in
+        the renderer's proportions): tissues.phase_delta_hu over the source's phase-dependent structures, weighted
+        by the fraction of each 3 mm voxel they cover."""
+        later = tissues.PHASES[1:]
+        p = np.array(tissues.PHASE_P[1:]) / sum(tissues.PHASE_P[1:])
+        phase = later[rng.choice(len(later), p=p)]
+        info["real_phase"] = phase
+        delta = tissues.phase_delta_hu(rng, phase)
+        a = src.arrays
+        return (delta[a["phase_g1"][sl]] * (a["phase_f1"][sl] / np.float32(255.0)) +
+                delta[a["phase_g2"][sl]] * (a["phase_f2"][sl] / np.float32(255.0))).astype(np.float32)
+
     def sample(self, rng, src=None, step=None):
         src = src or self.pick_source(rng)
         m, info = augment.random_affine(self.geometry_at(step), rng)
@@ -92,7 +106,10 @@ class PatchSampler:
                 crop = table[a["g1"][sl]] * a["f1"][sl] + table[a["g2"][sl]] * a["f2"][sl]
                 crop = torch.from_numpy(crop + np.float32(-1000.0 - augment.PAD_HU))  # HU + 1024
             else:
-                crop = torch.from_numpy(np.asarray(src.arrays["hu"][sl]).astype(np.float32)) - augment.PAD_HU
+                crop = np.asarray(src.arrays["hu"][sl]).astype(np.float32) - np.float32(augment.PAD_HU)
+                if self.aug.real_phase_p > 0 and "phase_g1" in src.arrays and rng.random() < self.aug.real_phase_p:
+                    crop = crop + self.phase_shift(src, sl, rng, info)
+                crop = torch.from_numpy(crop)
             labc = torch.from_numpy(np.asarray(src.labels[sl]).astype(np.float32))
             size = torch.tensor([hi_c[0] - lo_c[0], hi_c[1] - lo_c[1], hi_c[2] - lo_c[2]], dtype=torch.float32)
             g = (coords - torch.from_numpy(lo_c.astype(np.float32))) / (size - 1).clamp(min=1) * 2 - 1

@@ -135,9 +135,15 @@ def totalseg_example_source(data_dir, cache_dir):
     lut = np.array([0] + [cl.label_for_totalseg_name(n) or 0 for n in names[1:]], np.uint8)
     seg, _, _ = canonical(nib.load(str(seg_path)))
     lab = lut[np.asarray(seg).astype(np.int64)]
-    arrays, _ = _prepare_ct(nib.load(str(ct_path)), lab, Path(cache_dir) / "totalseg_example",
-                            _file_key(ct_path, seg_path), {"source": str(ct_path)})
-    return Source("totalseg_example", "ct", {"hu": arrays["hu"]}, arrays["labels"],
+    key = _file_key(ct_path, seg_path)
+    arrays, _ = _prepare_ct(nib.load(str(ct_path)), lab, Path(cache_dir) / "totalseg_example", key,
+                            {"source": str(ct_path)})
+    seg = np.asarray(seg)
+    spacing = canonical(nib.load(str(ct_path)))[1]
+    phase = phase_groups(((n, seg == v) for v, n in enumerate(names) if v > 0), spacing,
+                         Path(cache_dir) / "totalseg_example" / "phase", key)
+    return Source("totalseg_example", "ct", {"hu": arrays["hu"], **{"phase_" + k: phase[k] for k in PHASE_KEYS}},
+                  arrays["labels"],
                   _labelled_from(np.unique(np.asarray(arrays["labels"]))),
                   {"data": "TotalSegmentator example CT (totalseg_example/example_ct.nii.gz) with its model-made "
                            "segmentation example_seg_fast_force_split.nii.gz", "licence": TOTALSEG_LICENCE})
@@ -192,10 +198,56 @@ def totalseg_ct_source(subject_dir, cache_dir):
         _prepare_ct(ct_img, labels, folder, key, {"source": str(ct_path), "labelled": labelled.tolist()})
         cached = _load_cache(folder, ("hu", "labels"), key)
     arrays, meta = cached
-    return Source(f"totalseg_{subject_dir.name}", "ct", {"hu": arrays["hu"]}, arrays["labels"],
+    spacing = canonical(nib.load(str(ct_path)))[1]
+    phase = phase_groups(((n, canonical(nib.load(p))[0] > 0) for n, p in masks.items()), spacing,
+                         folder / "phase", key)
+    return Source(f"totalseg_{subject_dir.name}", "ct",
+                  {"hu": arrays["hu"], **{"phase_" + k: phase[k] for k in PHASE_KEYS}}, arrays["labels"],
                   np.array(meta["labelled"], bool),
                   {"data": f"TotalSegmentator dataset subject {subject_dir.name} (totalseg_subjects/"
                            f"{subject_dir.name}/ct.nii.gz + segmentations/)", "licence": TOTALSEG_LICENCE})
+
+
+def _put_structure_groups(groups, m, name, spacing):
+    """Writes one TotalSegmentator structure's tissue groups into the [k,j,i] group map: its shell (within shell mm
+    of its surface) and its interior (tissues.totalseg_structure_groups)."""
+    shell_g, inner_g, shell_mm = tissues.totalseg_structure_groups(name)
+    if shell_mm > 0 and shell_g != inner_g:
+        box = tuple(slice(max(0, sl.start - 1), sl.stop + 1) for sl in ndimage.find_objects(m.astype(np.uint8))[0])
+        mb = m[box]
+        d = ndimage.distance_transform_edt(np.pad(mb, 1), sampling=spacing[::-1])[1:-1, 1:-1, 1:-1]
+        gb = groups[box]
+        gb[mb & (d <= shell_mm)] = tissues.GROUP[shell_g]
+        gb[mb & (d > shell_mm)] = tissues.GROUP[inner_g]
+    else:
+        groups[m] = tissues.GROUP[inner_g]
+
+
+PHASE_KEYS = ("g1", "g2", "f1", "f2")
+
+
+def phase_groups(named_masks, spacing, folder, key):
+    """The structures of a native real CT whose HU depends on the contrast phase (vessels, heart, liver, spleen,
+    kidneys, pancreas, bowel wall, thyroid ...), from its TotalSegmentator masks, on the 3 mm grid as the two groups
+    covering most of each voxel and their fractions (g1, g2, f1, f2 as the renderer's; NO_GROUP elsewhere), cached.
+    `named_masks` yields (structure name, canonical [k,j,i] bool mask on the CT's grid); the sampler adds
+    tissues.phase_delta_hu over them to show the CT in another phase."""
+    key = key + json.dumps(tissues.TISSUE_GROUPS)
+    cached = _load_cache(folder, PHASE_KEYS, key)
+    if cached is not None:
+        return cached[0]
+    groups = None
+    for name, m in named_masks:
+        if groups is None:
+            groups = np.full(m.shape, tissues.NO_GROUP, np.uint8)
+        if m.any():
+            _put_structure_groups(groups, m, name, spacing)
+    keep = np.zeros(256, bool)
+    keep[[g for g in range(len(tissues.TISSUE_GROUPS)) if tissues.phase_dependent(g)]] = True
+    groups[~keep[groups]] = tissues.NO_GROUP
+    g1, g2, f1, f2, _ = top2_fractions(groups, spacing, len(tissues.TISSUE_GROUPS), np.zeros(groups.shape, np.uint8))
+    _save_cache(folder, {"g1": g1, "g2": g2, "f1": f1, "f2": f2}, {"key": key})
+    return _load_cache(folder, PHASE_KEYS, key)[0]
 
 
 # ---- rendered: TotalSegmentator label maps ------------------------------------------------------------------------
@@ -279,16 +331,7 @@ def labelmap_render_source(subject_dir, cache_dir, seed=0):
             if not m.any():
                 continue
             inside |= m
-            shell_g, inner_g, shell_mm = tissues.totalseg_structure_groups(name)
-            if shell_mm > 0 and shell_g != inner_g:
-                box = tuple(slice(max(0, sl.start - 1), sl.stop + 1) for sl in ndimage.find_objects(m.astype(np.uint8))[0])
-                mb = m[box]
-                d = ndimage.distance_transform_edt(np.pad(mb, 1), sampling=spacing[::-1])[1:-1, 1:-1, 1:-1]
-                gb = groups[box]
-                gb[mb & (d <= shell_mm)] = tissues.GROUP[shell_g]
-                gb[mb & (d > shell_mm)] = tissues.GROUP[inner_g]
-            else:
-                groups[m] = tissues.GROUP[inner_g]
+            _put_structure_groups(groups, m, name, spacing)
             c = cl.label_for_totalseg_name(name)
             if c is not None:
                 labels[m] = c

@@ -60,6 +60,27 @@ def sample_group_hu(rng, phase):
     return hu
 
 
+def phase_delta_hu(rng, phase):
+    """A native real CT shown in another contrast phase: per tissue group the HU to add (float32 [256], indexed by
+    group; 0 for groups whose HU does not depend on the phase and for NO_GROUP): a draw from the phase's range minus
+    the middle of the native range, so that a native organ lands inside the phase's range give or take its own
+    spread."""
+    d = np.zeros(256, np.float32)
+    for g, (name, spec) in enumerate(TISSUE_GROUPS):
+        if isinstance(spec, dict):
+            lo, hi = spec[phase]
+            nlo, nhi = spec["native"]
+            d[g] = rng.uniform(lo, hi) - 0.5 * (nlo + nhi)
+    if phase == "delayed" and rng.random() < 0.5:  # urine without excreted contrast yet
+        d[GROUP["urine"]] = 0.0
+    return d
+
+
+def phase_dependent(group):
+    """Whether a tissue group's HU depends on the contrast phase."""
+    return group != NO_GROUP and isinstance(TISSUE_GROUPS[group][1], dict)
+
+
 def icrp_tissue_group(organ_name, tissue_name):
     """Tissue group of an ICRP 110 organ (name from *_organs.dat, tissue name from *_media.dat)."""
     n, t = organ_name.lower(), tissue_name.lower()

@@ -205,6 +205,11 @@ def parse_args(argv=None):
                          "defaults sampler.DEFAULT_GROUP_WEIGHTS")
     ap.add_argument("--turns-from-step", type=int, default=None,
                     help="curriculum: no 90/180/270-degree turns or z flips before this step")
+    ap.add_argument("--real-phase-p", type=float, default=0.0,
+                    help="probability that a patch of a native real CT is shown in another contrast phase "
+                         "(the shipped step-22945 model: 0)")
+    ap.add_argument("--schedule-from", type=int, default=0,
+                    help="a warm restart: the warm-up and cosine run from this step to --steps (default 0)")
     ap.add_argument("--filters", type=int, nargs="+", default=list(DEFAULT_FILTERS))
     ap.add_argument("--steps", type=int, default=30000, help="planned total steps (the schedule's length)")
     ap.add_argument("--time-limit-min", type=float, default=60.0, help="this run's wall time, minutes")
@@ -264,7 +269,8 @@ def main(argv=None):
     for s in train_sources + val_sources:
         log(f"{'train' if s in train_sources else 'VALIDATION'} {s.name} ({s.kind}, {s.group}): 3 mm grid "
             f"{tuple(s.shape)}, classes present {s.present_classes()}")
-    sampler = PatchSampler(train_sources, args.patch, AugmentConfig(), group_weights=dict(args.group_weight or []),
+    sampler = PatchSampler(train_sources, args.patch, AugmentConfig(real_phase_p=args.real_phase_p),
+                           group_weights=dict(args.group_weight or []),
                            turns_from_step=args.turns_from_step)
     model = CtarrUNet(args.filters, "batch").to(device)
     opt = torch.optim.AdamW(model.parameters(), lr=args.lr, weight_decay=args.weight_decay)
@@ -282,6 +288,10 @@ def main(argv=None):
         elif committed >= 0:
             state = checkpoint.load_committed(args.state, model, opt)
             log(f"resumed the committed state {args.state}: step {state['step']}")
+    if not 0 <= args.schedule_from <= state["step"] < args.steps and not args.export_only:
+        raise SystemExit(f"--schedule-from {args.schedule_from}: expected 0 <= it <= the resumed step "
+                         f"{state['step']} < --steps {args.steps}")
+
     def model_id(step):
         """The exported model's id: two models of one day are told apart by their step."""
         return args.model_id or f"ctarr-unet-v2-{datetime.date.today().isoformat()}-step{step}"
@@ -346,7 +356,7 @@ def main(argv=None):
         t0 = time.time()
         x, y, labelled, names = next(stream)
         t_data = time.time() - t0
-        lr = learning_rate(state["step"], args.steps, args.lr, args.warmup)
+        lr = learning_rate(state["step"] - args.schedule_from, args.steps - args.schedule_from, args.lr, args.warmup)
         for g in opt.param_groups:
             g["lr"] = lr
         x, y = x.to(device), y.to(device)

@@ -9,7 +9,8 @@ import numpy as np
 import pytest
 import torch
 
-from ctarr_train import checkpoint, classes, confusion, evaluate, export, pass_replay, segment_eval, sources, unet
+from ctarr_train import (checkpoint, classes, confusion, evaluate, export, pass_replay, segment_eval, sources, tissues,
+                         unet)
 from ctarr_train.augment import AugmentConfig, PAD_HU
 from ctarr_train.loss import partial_label_loss
 from ctarr_train.sampler import PatchSampler, window
@@ -136,6 +137,67 @@ def test_sampler_z_flip_flips_image_and_labels_together(phantom_sources):
         out.append(s.sample(np.random.default_rng(0))[:2])
     assert torch.allclose(out[1][0], torch.flip(out[0][0], dims=[1]), atol=1e-4)
     assert torch.equal(out[1][1], torch.flip(out[0][1], dims=[0]))
+
+
+def test_contrast_phase_of_a_native_real_ct_adds_the_phase_hu_only_over_its_enhancing_structures(phantom_sources,
+                                                                                                 monkeypatch):
+    """--real-phase-p: the patch is the source crop plus the phase's HU over the structures the source marks as
+    phase-dependent, weighted by the fraction of each voxel they cover; nothing changes elsewhere, nor the labels."""
+    _, ct = phantom_sources
+    shape = ct.shape
+    g1 = np.full(shape, tissues.NO_GROUP, np.uint8)
+    f1 = np.zeros(shape, np.uint8)
+    g1[55:62, 28:34, 40:46] = tissues.GROUP["blood"]
+    f1[55:62, 28:34, 40:46] = 255
+    f1[55:62, 28:34, 45] = 102  # a voxel the vessel covers 40 %
+    zeros = np.zeros(shape, np.uint8)
+    src = sources.Source("native_ct", "ct", {"hu": ct.arrays["hu"], "phase_g1": g1, "phase_f1": f1,
+                                             "phase_g2": np.full(shape, tissues.NO_GROUP, np.uint8),
+                                             "phase_f2": zeros}, ct.labels, ct.labelled, ct.provenance)
+    table = np.zeros(256, np.float32)
+    table[tissues.GROUP["blood"]] = 300.0
+    monkeypatch.setattr(tissues, "phase_delta_hu", lambda rng, phase: table)
+    aug = AugmentConfig(zoom=(1.0, 1.0), rot_max_deg=0.0, small_rot_deg=0.0, p_rot90=0.0, p_zflip=0.0, tilt_deg=0.0,
+                        p_fov_circle=0.0, p_fov_z=0.0, real_intensity_p=0.0, real_phase_p=1.0)
+    sampler = PatchSampler([src], patch=16, aug=aug)
+    centre = np.array([40.0, 30.0, 60.0])
+    sampler.centre = lambda s, rng: centre + 0.5
+    x, y, _, _, info = sampler.sample(np.random.default_rng(0))
+    assert info["real_phase"] in ("arterial", "portal", "delayed")
+    k0, j0, i0 = int(centre[2]) - 7, int(centre[1]) - 7, int(centre[0]) - 7
+    box = (slice(k0, k0 + 16), slice(j0, j0 + 16), slice(i0, i0 + 16))
+    ref_hu = torch.from_numpy(np.asarray(ct.arrays["hu"][box], np.float32))
+    shift = torch.from_numpy((300.0 * (g1[box] != tissues.NO_GROUP) * f1[box] / 255.0).astype(np.float32))
+    assert float(shift.max()) == 300.0 and 0 < float(shift[shift > 0].min()) < 300.0
+    assert torch.allclose(x, window(ref_hu + shift), atol=1e-4)
+    assert not torch.allclose(x, window(ref_hu), atol=1e-3)
+    assert torch.equal(y, torch.from_numpy(np.asarray(ct.labels[box]).astype(np.int64)))
+
+
+def test_phase_hu_moves_native_tissue_into_the_phase_range_and_leaves_the_rest(tmp_path):
+    rng = np.random.default_rng(5)
+    for phase in tissues.PHASES[1:]:
+        for _ in range(50):
+            d = tissues.phase_delta_hu(rng, phase)
+            assert d[tissues.NO_GROUP] == 0.0
+            for g, (name, spec) in enumerate(tissues.TISSUE_GROUPS):
+                if not isinstance(spec, dict):
+                    assert d[g] == 0.0 and not tissues.phase_dependent(g)
+                    continue
+                lo, hi = spec[phase]
+                mid = 0.5 * sum(spec["native"])
+                assert lo - 1e-3 <= mid + d[g] <= hi + 1e-3 or (name == "urine" and d[g] == 0.0)
+    # the source side: only the structures whose tissue depends on the phase are kept
+    aorta = np.zeros((8, 8, 8), bool)
+    aorta[2:6, 3:5, 3:5] = True
+    femur = np.zeros((8, 8, 8), bool)
+    femur[0:2] = True
+    arrays = sources.phase_groups([("aorta", aorta), ("femur_left", femur)], (3.0, 3.0, 3.0), tmp_path / "c", "k")
+    g1, f1 = np.asarray(arrays["g1"]), np.asarray(arrays["f1"])
+    assert set(np.unique(g1[f1 > 0]).tolist()) == {tissues.GROUP["blood"]}
+    assert np.array_equal(f1 > 0, aorta)
+    again = sources.phase_groups(iter(()), (3.0, 3.0, 3.0), tmp_path / "c", "k")  # cached: the masks are not read
+    assert np.array_equal(np.asarray(again["g1"]), g1)
 
 
 def test_curriculum_keeps_patches_upright_until_its_step(phantom_sources):
