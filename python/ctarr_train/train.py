@@ -288,9 +288,9 @@ def main(argv=None):
         elif committed >= 0:
             state = checkpoint.load_committed(args.state, model, opt)
             log(f"resumed the committed state {args.state}: step {state['step']}")
-    if not 0 <= args.schedule_from <= state["step"] < args.steps and not args.export_only:
+    if not (0 <= args.schedule_from <= state["step"] and args.schedule_from < args.steps) and not args.export_only:
         raise SystemExit(f"--schedule-from {args.schedule_from}: expected 0 <= it <= the resumed step "
-                         f"{state['step']} < --steps {args.steps}")
+                         f"{state['step']} and < --steps {args.steps}")
 
     def model_id(step):
         """The exported model's id: two models of one day are told apart by their step."""

@@ -384,6 +384,12 @@ def test_learning_rate_schedule_warms_up_and_ends_at_the_floor():
     assert all(learning_rate(s, 1000, 1e-3, 100) >= learning_rate(s + 1, 1000, 1e-3, 100) for s in range(100, 999))
 
 
+def test_a_warm_restart_outside_the_run_is_refused_with_its_reason():
+    from ctarr_train.train import main
+    with pytest.raises(SystemExit, match="--schedule-from 5: expected 0 <= it <= the resumed step 0"):
+        main(["--smoke", "--schedule-from", "5"])
+
+
 def test_dice_per_class_scores_only_labelled_classes_in_view():
     ref = np.zeros((4, 4, 4), np.uint8)
     ref[:2] = 1
