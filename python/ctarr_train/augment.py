@@ -56,7 +56,8 @@ class AugmentConfig:
             "contrast_phase_real": (f"with p {self.real_phase_p}: a native real CT shown in the arterial / portal / "
                                     "delayed phase (p 0.29/0.50/0.21): the renderer's phase HU minus the native "
                                     "middle added over its labelled vessels, heart, liver, spleen, kidneys, "
-                                    "pancreas, bowel wall, thyroid (TotalSegmentator masks, 3 mm fractions)"),
+                                    "bladder urine, pancreas, bowel wall, thyroid and other soft tissue "
+                                    "(TotalSegmentator masks, 3 mm fractions)"),
             "noise": f"Gaussian SD U{self.noise_sd} HU + correlated (blurred) SD U{self.corr_noise_sd} HU",
             "blur": f"Gaussian sigma U{self.blur_sigma} voxels per axis",
             "bias_field": f"smooth additive field SD U{self.bias_sd} HU",
