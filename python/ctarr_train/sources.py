@@ -136,11 +136,10 @@ def totalseg_example_source(data_dir, cache_dir):
     seg, _, _ = canonical(nib.load(str(seg_path)))
     lab = lut[np.asarray(seg).astype(np.int64)]
     key = _file_key(ct_path, seg_path)
-    arrays, _ = _prepare_ct(nib.load(str(ct_path)), lab, Path(cache_dir) / "totalseg_example", key,
-                            {"source": str(ct_path)})
+    arrays, meta = _prepare_ct(nib.load(str(ct_path)), lab, Path(cache_dir) / "totalseg_example", key,
+                               {"source": str(ct_path)})
     seg = np.asarray(seg)
-    spacing = canonical(nib.load(str(ct_path)))[1]
-    phase = phase_groups(((n, seg == v) for v, n in enumerate(names) if v > 0), spacing,
+    phase = phase_groups(((n, seg == v) for v, n in enumerate(names) if v > 0), meta["native_spacing_mm"],
                          Path(cache_dir) / "totalseg_example" / "phase", key)
     return Source("totalseg_example", "ct", {"hu": arrays["hu"], **{"phase_" + k: phase[k] for k in PHASE_KEYS}},
                   arrays["labels"],
@@ -198,8 +197,7 @@ def totalseg_ct_source(subject_dir, cache_dir):
         _prepare_ct(ct_img, labels, folder, key, {"source": str(ct_path), "labelled": labelled.tolist()})
         cached = _load_cache(folder, ("hu", "labels"), key)
     arrays, meta = cached
-    spacing = canonical(nib.load(str(ct_path)))[1]
-    phase = phase_groups(((n, canonical(nib.load(p))[0] > 0) for n, p in masks.items()), spacing,
+    phase = phase_groups(((n, canonical(nib.load(p))[0] > 0) for n, p in masks.items()), meta["native_spacing_mm"],
                          folder / "phase", key)
     return Source(f"totalseg_{subject_dir.name}", "ct",
                   {"hu": arrays["hu"], **{"phase_" + k: phase[k] for k in PHASE_KEYS}}, arrays["labels"],
